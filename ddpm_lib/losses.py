@@ -1,0 +1,98 @@
+"""The training objective: the variational bound, its weights, and L_simple.
+
+Ho et al. (2020) write the negative ELBO as L = L_T + sum_{t>1} L_{t-1} + L_0 (eq. 5), where each
+L_{t-1} is a KL divergence between two Gaussians. With the eps-parameterization (eq. 11)
+that KL is a weighted squared error on the noise (eq. 12),
+
+    L_{t-1} = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t)) * ||eps - eps_theta(x_t, t)||^2 + C,
+
+and the paper drops the weight to get L_simple (eq. 14). Index convention: see ``ddpm_lib.schedule``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["normal_kl", "loss_weights", "vlb_term", "prior_kl", "simple_loss"]
+
+
+def normal_kl(mean1, var1, mean2, var2):
+    """KL( N(mean1, var1) || N(mean2, var2) ), elementwise, for diagonal Gaussians.
+
+    KL = 1/2 [ log(var2 / var1) + (var1 + (mean1 - mean2)^2) / var2 - 1 ].
+    Works on numpy arrays (float64 stays float64) and on tensors.
+    """
+    if all(isinstance(a, (int, float, np.ndarray, np.generic)) for a in (mean1, var1, mean2, var2)):
+        m1, v1, m2, v2 = (np.asarray(a, np.float64) for a in (mean1, var1, mean2, var2))
+        if np.any(v1 <= 0) or np.any(v2 <= 0):
+            raise ValueError("variances must be > 0 in normal_kl.")
+        return 0.5 * (np.log(v2 / v1) + (v1 + (m1 - m2) ** 2) / v2 - 1.0)
+    m1, v1, m2, v2 = (tf.convert_to_tensor(a, tf.float32) for a in (mean1, var1, mean2, var2))
+    return 0.5 * (tf.math.log(v2 / v1) + (v1 + tf.square(m1 - m2)) / v2 - 1.0)
+
+
+def reverse_variance(schedule, variance="posterior"):
+    """sigma_t^2 of p_theta(x_{t-1} | x_t): beta_tilde_t ("posterior") or beta_t ("beta"), Sec. 3.2."""
+    if variance == "posterior":
+        return schedule.posterior_variance
+    if variance == "beta":
+        return schedule.betas
+    raise ValueError(f'variance must be "posterior" or "beta"; got {variance!r}.')
+
+
+def loss_weights(schedule, variance="posterior"):
+    """lambda_t = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t)), the weight L_simple drops (eq. 12).
+
+    With sigma_t^2 = beta_tilde_t the weight at code t = 0 (paper t = 1) is undefined because
+    beta_tilde_1 = 0; that term is the decoder L_0, not a KL, and the entry is ``nan``.
+    """
+    sigma2 = reverse_variance(schedule, variance)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = schedule.betas ** 2 / (2.0 * sigma2 * schedule.alphas * (1.0 - schedule.alpha_bars))
+    w = np.where(sigma2 > 0, w, np.nan)
+    return w
+
+
+def vlb_term(schedule, x0, x_t, t, eps_pred, variance="posterior"):
+    """L_{t-1} = KL( q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t) ), summed over pixels, eq. (5).
+
+    Both Gaussians have variance sigma_t^2 I when ``variance="posterior"``; for ``"beta"`` the
+    KL also has a constant from the variance mismatch. Needs t >= 1 (code index).
+    Returns a float32 tensor of shape (batch,).
+    """
+    t_arr = np.asarray(t)
+    if t_arr.size and t_arr.min() < 1:
+        raise ValueError("vlb_term needs code t >= 1 (paper t >= 2); code t = 0 is the decoder L_0.")
+    reverse_variance(schedule, variance)          # validates the name
+    mean_q, var_q = schedule.q_posterior(x0, x_t, t)
+    mean_p = schedule.p_mean(x_t, t, eps_pred)
+    var_p = schedule.gather(
+        "posterior_variance" if variance == "posterior" else "betas", t, mean_q.shape.rank)
+    kl = normal_kl(mean_q, var_q, mean_p, var_p)
+    return tf.reduce_sum(kl, axis=list(range(1, kl.shape.rank)))
+
+
+def prior_kl(schedule, x0):
+    """L_T = KL( q(x_T | x_0) || N(0, I) ), summed over pixels; no learnable part (Sec. 3.1)."""
+    x0 = tf.convert_to_tensor(x0, tf.float32)
+    t = tf.fill([tf.shape(x0)[0]], schedule.timesteps - 1)
+    mean, var = schedule.q_mean_variance(x0, t)
+    kl = normal_kl(mean, var, 0.0, 1.0)
+    return tf.reduce_sum(kl, axis=list(range(1, kl.shape.rank)))
+
+
+def simple_loss(eps, eps_pred, per_example=False):
+    """L_simple = E ||eps - eps_theta(x_t, t)||^2, as a mean over every element (eq. 14).
+
+    ``per_example=True`` returns the mean over each example's pixels, shape (batch,), so that
+    replicas of a ``tf.distribute`` strategy can average over the global batch.
+    """
+    eps = tf.convert_to_tensor(eps, tf.float32)
+    eps_pred = tf.cast(tf.convert_to_tensor(eps_pred), tf.float32)
+    if eps.shape.is_fully_defined() and eps_pred.shape.is_fully_defined() and eps.shape != eps_pred.shape:
+        raise ValueError(
+            f"eps has shape {tuple(eps.shape)} but eps_pred has {tuple(eps_pred.shape)}; they must match.")
+    sq = tf.square(eps - eps_pred)
+    if per_example:
+        return tf.reduce_mean(sq, axis=list(range(1, sq.shape.rank)))
+    return tf.reduce_mean(sq)

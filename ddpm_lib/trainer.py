@@ -1,0 +1,319 @@
+"""Training: Algorithm 1 of Ho et al. (2020), with AdamW, EMA, checkpoints and exact resume.
+
+Algorithm 1, one step:
+    x_0 ~ q(x_0),  t ~ Uniform{1..T},  eps ~ N(0, I)
+    take a gradient step on  ||eps - eps_theta(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t)||^2
+
+Every random number is *stateless*: the k-th batch, its times t and its noise eps are functions of
+``(seed, k)`` only. The full state of training is therefore the weights, the EMA weights, the
+optimizer variables and the step, exactly what a checkpoint holds, so training N + M steps in one
+go and training N, stopping, restoring and training M more give the same weights.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+from . import checkpoint as ckpt_io
+from .data import check_images, make_dataset, preprocess
+from .losses import simple_loss
+
+__all__ = ["Trainer", "TrainingDivergedError", "LinearWarmup"]
+
+_T_SEED, _NOISE_SEED, _VAL_SEED = 1_000_003, 2_000_003, 3_000_003
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The loss became nan or inf; the last good checkpoint is left untouched."""
+
+
+@keras.saving.register_keras_serializable(package="ddpm_lib")
+class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
+    """Learning rate rising linearly from 0 to ``peak`` over ``warmup_steps``, then constant."""
+
+    def __init__(self, peak, warmup_steps):
+        self.peak, self.warmup_steps = float(peak), int(warmup_steps)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        return self.peak * tf.minimum(1.0, (step + 1.0) / max(self.warmup_steps, 1))
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps}
+
+
+class Trainer:
+    """Train a noise-prediction model with L_simple (Algorithm 1).
+
+    Args:
+        model: a ``UNet`` (or any Keras model called as ``model(x_t, t)``), built or not.
+        schedule: the :class:`~ddpm_lib.schedule.Schedule`.
+        batch_size: global batch size (split across replicas under a strategy).
+        learning_rate, weight_decay: AdamW's. Keras' weight decay is multiplied by the learning
+            rate (decoupled, as in Loshchilov & Hutter); see the book's migration note.
+        warmup_steps: linear learning-rate warm-up (Ho et al. use 5000 on CIFAR-10).
+        grad_clip: global gradient-norm clip (1.0 in Ho et al.); None disables it.
+        ema_decay: decay of the exponential moving average of the weights; the effective decay
+            is ``min(ema_decay, (1 + step) / (10 + step))`` so the average is useful early.
+        image_size, mode: how images are brought to the network's size (see ``data.preprocess``).
+        seed: the one seed of every random number in training.
+        checkpoint_dir, checkpoint_every, keep_checkpoints: where, how often and how many.
+        jit_compile: compile the train step with XLA.
+        mixed_precision: None, ``"mixed_float16"`` or ``"mixed_bfloat16"``; must match the model's
+            dtype policy (build it with ``UNet(..., dtype="mixed_bfloat16")``). float16 uses loss
+            scaling.
+        strategy: a ``tf.distribute`` strategy; the model's weights are created in its scope.
+        verbose: show a progress bar.
+    """
+
+    def __init__(self, model, schedule, *, batch_size=64, learning_rate=2e-4, weight_decay=1e-4,
+                 warmup_steps=0, grad_clip=1.0, ema_decay=0.999, image_size=32, mode="pad",
+                 seed=0, checkpoint_dir=None, checkpoint_every=1000, keep_checkpoints=3,
+                 jit_compile=False, mixed_precision=None, strategy=None, verbose=True):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
+        if not learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0; got {learning_rate}.")
+        if not 0 <= ema_decay < 1:
+            raise ValueError(f"ema_decay must lie in [0, 1); got {ema_decay}.")
+        if mixed_precision not in (None, "mixed_float16", "mixed_bfloat16"):
+            raise ValueError(
+                f'mixed_precision must be None, "mixed_float16" or "mixed_bfloat16"; got {mixed_precision!r}.')
+        policy = model.dtype_policy.name
+        if mixed_precision is not None and policy != mixed_precision:
+            raise ValueError(
+                f"mixed_precision={mixed_precision!r} but the model's dtype policy is {policy!r}; "
+                f"build the model with dtype={mixed_precision!r}, e.g. UNet(dtype={mixed_precision!r}).")
+        if mixed_precision is None and policy.startswith("mixed"):
+            mixed_precision = policy
+        self.model, self.schedule = model, schedule
+        self.strategy = strategy or tf.distribute.get_strategy()
+        replicas = self.strategy.num_replicas_in_sync
+        if batch_size % replicas:
+            raise ValueError(
+                f"batch_size={batch_size} must be divisible by the {replicas} replicas of the strategy.")
+        self.batch_size, self.image_size, self.mode = batch_size, image_size, mode
+        self.seed, self.verbose = int(seed), verbose
+        self.ema_decay, self.jit_compile, self.mixed_precision = ema_decay, jit_compile, mixed_precision
+        self.checkpoint_dir, self.checkpoint_every = checkpoint_dir, checkpoint_every
+        self.keep_checkpoints = keep_checkpoints
+        self.hparams = dict(batch_size=batch_size, learning_rate=learning_rate,
+                            weight_decay=weight_decay, warmup_steps=warmup_steps,
+                            grad_clip=grad_clip, ema_decay=ema_decay, image_size=image_size,
+                            mode=mode, seed=self.seed)
+
+        channels = getattr(model, "image_channels", 1)
+        with self.strategy.scope():
+            if not model.built or not model.weights:
+                model(tf.zeros([1, image_size, image_size, channels]), tf.zeros([1], tf.int32))
+            config = dict(model.get_config(), name=f"{model.name}_ema")
+            self.ema_model = model.__class__.from_config(config)
+            self.ema_model(tf.zeros([1, image_size, image_size, channels]), tf.zeros([1], tf.int32))
+            self.ema_model.set_weights(model.get_weights())
+            lr = LinearWarmup(learning_rate, warmup_steps) if warmup_steps else learning_rate
+            opt = keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay,
+                                         global_clipnorm=grad_clip)
+            if mixed_precision == "mixed_float16":
+                opt = keras.optimizers.LossScaleOptimizer(opt)
+            opt.build(model.trainable_variables)
+            self.optimizer = opt
+        self.step = 0
+        self.history = []          # one dict per logged step
+        self._train_fn = None
+
+    # ----------------------------------------------------------------- the step
+    def _batch_inputs(self, step, x0):
+        """(x0, t, eps) for global step ``step``: t ~ U{0..T-1}, eps ~ N(0, I), both stateless."""
+        b = tf.shape(x0)[0]
+        t = tf.random.stateless_uniform([b], seed=tf.stack([tf.constant(self.seed + _T_SEED, tf.int64), step]),
+                                        minval=0, maxval=self.schedule.timesteps, dtype=tf.int32)
+        noise = tf.random.stateless_normal(tf.shape(x0), seed=tf.stack(
+            [tf.constant(self.seed + _NOISE_SEED, tf.int64), step]))
+        return {"x0": x0, "t": t, "noise": noise}
+
+    def _replica_step(self, batch):
+        model, opt = self.model, self.optimizer
+        with tf.GradientTape() as tape:
+            x_t = self.schedule.q_sample(batch["x0"], batch["t"], batch["noise"])
+            eps_pred = model(x_t, batch["t"], training=True)
+            per_example = simple_loss(batch["noise"], eps_pred, per_example=True)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.batch_size)
+            scaled = opt.scale_loss(loss) if self.mixed_precision == "mixed_float16" else loss
+        grads = tape.gradient(scaled, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    def _ema_update(self):
+        step = tf.cast(self.optimizer.iterations, tf.float32)
+        decay = tf.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
+        for e, w in zip(self.ema_model.weights, self.model.weights):
+            e.assign(decay * e + (1.0 - decay) * tf.cast(w, e.dtype))
+
+    def _make_train_fn(self):
+        def train_step(batch):
+            per_replica = self.strategy.run(self._replica_step, args=(batch,))
+            loss = self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+            self._ema_update()
+            return loss
+        return tf.function(train_step, jit_compile=self.jit_compile)
+
+    def _dataset(self, images, start_step):
+        ds = make_dataset(images, self.batch_size, self.image_size, self.mode, seed=self.seed,
+                          start_step=start_step)
+        ds = ds.enumerate(start=start_step).map(self._batch_inputs)
+        return self.strategy.experimental_distribute_dataset(ds)
+
+    # ------------------------------------------------------------------ public
+    def fit(self, images, steps, val_images=None, val_every=None, log_every=50, callback=None):
+        """Train for ``steps`` more steps on uint8 ``images`` (N, H, W[, C]); return the history.
+
+        ``val_images``: held-out images; every ``val_every`` steps (default: at each checkpoint
+        and at the end) the loss on a fixed subset, with fixed t and noise, is logged for the
+        model (``val_loss``) and its EMA (``val_loss_ema``).
+        ``callback(trainer, step, loss)`` is called after every step.
+        """
+        images = check_images(np.asarray(images))
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+            raise ValueError(f"steps must be a non-negative integer; got {steps!r}.")
+        if val_images is not None:
+            self._set_validation(val_images)
+        val_every = val_every or self.checkpoint_every
+        if self._train_fn is None:
+            self._train_fn = self._make_train_fn()
+        start, end = self.step, self.step + int(steps)
+        if steps == 0:
+            return self.history
+        it = iter(self._dataset(images, start))
+        bar = None
+        if self.verbose:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=end, initial=start, desc="training", unit="step", dynamic_ncols=True)
+        t0, window = time.perf_counter(), []
+        try:
+            while self.step < end:
+                loss = float(self._train_fn(next(it)))
+                if not math.isfinite(loss):
+                    last = ckpt_io.latest_checkpoint(self.checkpoint_dir)
+                    raise TrainingDivergedError(
+                        f"the loss became {loss} at step {self.step + 1}; training stopped and "
+                        f"nothing was saved. Last good checkpoint: "
+                        f"{os.path.basename(last) if last else 'none'}"
+                        f"{' in ' + repr(self.checkpoint_dir) if last else ''}. Lower the learning "
+                        "rate (or enable grad_clip) and resume from it with trainer.restore().")
+                self.step += 1
+                window.append(loss)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4f}")
+                if self.step % log_every == 0 or self.step == end:
+                    rec = {"step": self.step, "loss": float(np.mean(window)),
+                           "time": time.perf_counter() - t0}
+                    window = []
+                    if self._val is not None and (self.step % val_every == 0 or self.step == end):
+                        rec.update(self.validation_loss())
+                    self.history.append(rec)
+                if self.checkpoint_dir and (self.step % self.checkpoint_every == 0 or self.step == end):
+                    self.save()
+                if callback is not None:
+                    callback(self, self.step, loss)
+        finally:
+            if bar is not None:
+                bar.close()
+        return self.history
+
+    _val = None
+
+    def _set_validation(self, val_images, n=512):
+        x = preprocess(check_images(np.asarray(val_images))[:n], self.image_size, self.mode)
+        t = tf.random.stateless_uniform([x.shape[0]], seed=[_VAL_SEED, 0], minval=0,
+                                        maxval=self.schedule.timesteps, dtype=tf.int32)
+        noise = tf.random.stateless_normal(x.shape, seed=[_VAL_SEED, 1])
+        self._val = (self.schedule.q_sample(x, t, noise), t, noise)
+
+    def validation_loss(self):
+        """L_simple of the model and of its EMA on the fixed validation set (same t, same eps)."""
+        if self._val is None:
+            raise ValueError("no validation images; pass val_images to fit() first.")
+        x_t, t, noise = self._val
+        out = {}
+        for key, m in (("val_loss", self.model), ("val_loss_ema", self.ema_model)):
+            losses = []
+            for i in range(0, x_t.shape[0], self.batch_size):
+                eps = m(x_t[i:i + self.batch_size], t[i:i + self.batch_size], training=False)
+                losses.append(simple_loss(noise[i:i + self.batch_size], eps, per_example=True))
+            out[key] = float(tf.reduce_mean(tf.concat(losses, 0)))
+        return out
+
+    # ------------------------------------------------------------- checkpoints
+    def _meta(self):
+        return {"format": "ddpm_lib.checkpoint/1", "step": self.step,
+                "model_config": self.model.get_config(),
+                "schedule": ckpt_io.schedule_hash(self.schedule), "hparams": self.hparams,
+                "history": self.history}
+
+    def save(self, path=None):
+        """Write a checkpoint (atomically) and prune old ones; returns its path."""
+        if path is None:
+            if not self.checkpoint_dir:
+                raise ValueError("no checkpoint_dir was given to the Trainer and no path to save().")
+            path = os.path.join(self.checkpoint_dir, f"ckpt-{self.step:08d}.npz")
+        arrays = {"meta": np.array(json.dumps(self._meta()))}
+        for prefix, variables in (("model", self.model.weights), ("ema", self.ema_model.weights),
+                                  ("opt", self.optimizer.variables)):
+            for i, v in enumerate(variables):
+                arrays[f"{prefix}/{i:04d}"] = np.asarray(v.numpy())
+        ckpt_io.atomic_savez(path, arrays)
+        if self.checkpoint_dir and self.keep_checkpoints:
+            for _, old in ckpt_io.list_checkpoints(self.checkpoint_dir)[:-self.keep_checkpoints]:
+                os.remove(old)
+        return path
+
+    def restore(self, path=None):
+        """Load a checkpoint (default: the newest in ``checkpoint_dir``); returns the step or 0."""
+        if path is None:
+            path = ckpt_io.latest_checkpoint(self.checkpoint_dir)
+            if path is None:
+                return 0
+        data = ckpt_io.read_npz(path)
+        meta = data["meta"]
+        if meta.get("format") != "ddpm_lib.checkpoint/1":
+            raise ValueError(f"{path!r} is not a ddpm_lib training checkpoint.")
+        if _arch(meta["model_config"]) != _arch(json.loads(json.dumps(self.model.get_config()))):
+            raise ValueError(f"{path!r} was made by a model with config {meta['model_config']}, "
+                             f"but this trainer's model has {self.model.get_config()}.")
+        if meta["schedule"] != ckpt_io.schedule_hash(self.schedule):
+            raise ValueError(f"{path!r} was made with a different noise schedule.")
+        exact = ("batch_size", "seed", "image_size", "mode")
+        diff = {k: (meta["hparams"].get(k), self.hparams[k]) for k in exact
+                if meta["hparams"].get(k) != self.hparams[k]}
+        if diff:
+            raise ValueError(f"{path!r} was made with {', '.join(f'{k}={a}' for k, (a, _) in diff.items())}"
+                             f"; this trainer has {', '.join(f'{k}={b}' for k, (_, b) in diff.items())}. "
+                             "Exact resume needs the same data order: use the same values.")
+        for prefix, variables in (("model", self.model.weights), ("ema", self.ema_model.weights),
+                                  ("opt", self.optimizer.variables)):
+            for i, v in enumerate(variables):
+                key = f"{prefix}/{i:04d}"
+                if key not in data or data[key].shape != tuple(v.shape):
+                    raise ValueError(f"{path!r}: {key} is missing or has the wrong shape "
+                                     f"(expected {tuple(v.shape)} for {v.path}).")
+                v.assign(data[key])
+        self.step = int(meta["step"])
+        self.history = list(meta.get("history", []))
+        return self.step
+
+    def export(self, path, dtype="float16"):
+        """Save the EMA weights for sampling (``ddpm_lib.checkpoint.load_weights`` reads them)."""
+        return ckpt_io.export_weights(self.ema_model, self.schedule, path, dtype=dtype,
+                                      extra={"step": self.step, "hparams": self.hparams})
+
+
+def _arch(config):
+    """A model config without its name: what must match for weights to fit."""
+    return {k: v for k, v in config.items() if k != "name"}
