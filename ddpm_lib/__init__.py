@@ -23,7 +23,9 @@ from .unet import UNet  # noqa: E402
 from .trainer import Trainer  # noqa: E402
 from .sampler import sample, ddpm_step, ddim_step  # noqa: E402
 from .checkpoint import load_weights  # noqa: E402
+from .reference import load_reference  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["Schedule", "linear_schedule", "cosine_schedule", "UNet", "Trainer", "sample",
-           "ddpm_step", "ddim_step", "load_weights"]
+           "ddpm_step", "ddim_step", "load_weights",
+           "load_reference"]

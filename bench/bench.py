@@ -1,0 +1,171 @@
+"""Benchmarks: training throughput, achieved FLOP/s, sampler speed, and mixed precision.
+
+    python bench/bench.py                 # everything, a few minutes on 2 CPU cores
+    python bench/bench.py --only sampler  # one section: train, bf16, sampler, ddim
+    python bench/bench.py --out bench/results/my-machine.json
+
+Every comparison is a ratio of two numbers measured in the same run, on the same machine, one
+after the other (these machines are noisy: compare ratios, not absolute numbers across runs).
+The seed's way of sampling is reproduced by ``eager_numpy_sample``: an eager model call per step
+and the step itself in numpy, with a numpy round trip each step.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+
+from flops import unet_flops  # noqa: E402
+from ddpm_lib import UNet, Trainer, linear_schedule, sample, data  # noqa: E402
+
+CONFIGS = {
+    "seed UNet (base 64, seed attention)": dict(base_channels=64, attention="seed"),
+    "reference UNet (base 32, origin attention)": dict(base_channels=32, attention="origin"),
+}
+
+
+def machine():
+    cpu = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    gpus = tf.config.list_physical_devices("GPU")
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpus": len(gpus),
+            "tensorflow": tf.__version__, "python": platform.python_version()}
+
+
+def cpu_peak_gflops():
+    """fp32 peak of this CPU, assuming 2 AVX-512 FMA units (32 FLOP/cycle each) per core."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        return None
+    mhz = [float(ln.split(":")[1]) for ln in text.splitlines() if ln.startswith("cpu MHz")]
+    if not mhz:
+        return None
+    per_cycle = 64 if "avx512f" in text else 32
+    return os.cpu_count() * mhz[0] / 1e3 * per_cycle
+
+
+def time_train(model_kw, batch, steps, dtype=None):
+    images, _ = data.load_sample()
+    model = UNet(dtype=dtype, **model_kw)
+    tr = Trainer(model, linear_schedule(1000), batch_size=batch, verbose=False,
+                 mixed_precision=dtype)
+    tr.fit(images, 2)                                   # trace + warm up
+    t0 = time.perf_counter()
+    tr.fit(images, steps)
+    dt = time.perf_counter() - t0
+    return batch * steps / dt, tr.history[-1]["loss"], model
+
+
+def eager_numpy_sample(model, schedule, shape, seed=0):
+    """The seed's sampler: Python loop, eager model call, numpy step (posterior variance)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(np.float32)
+    for t in range(schedule.timesteps - 1, -1, -1):
+        eps = model(x, np.full([shape[0]], t, np.int32), training=False).numpy()
+        mean = (x - schedule.eps_coef[t] * eps) / np.sqrt(schedule.alphas[t])
+        z = rng.standard_normal(shape).astype(np.float32) if t > 0 else 0.0
+        x = (mean + np.sqrt(schedule.posterior_variance[t]) * z).astype(np.float32)
+    return x
+
+
+def time_sampler(model, batch, steps):
+    schedule = linear_schedule(steps)                  # per-step cost does not depend on T
+    shape = (batch, 32, 32, 1)
+    sample(model, schedule, shape, seed=0)             # trace
+    t0 = time.perf_counter()
+    sample(model, schedule, shape, seed=1)
+    compiled = (time.perf_counter() - t0) / steps
+    eager_numpy_sample(model, schedule, shape)         # warm up eager kernels
+    t0 = time.perf_counter()
+    eager_numpy_sample(model, schedule, shape, seed=1)
+    eager = (time.perf_counter() - t0) / steps
+    return compiled * 1e3, eager * 1e3
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--only", choices=["train", "bf16", "sampler", "ddim"])
+    p.add_argument("--batch", type=int, default=32, help="training batch size")
+    p.add_argument("--train-steps", type=int, default=6)
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    args = p.parse_args(argv)
+    res = {"machine": machine(), "cpu_fp32_peak_gflops": cpu_peak_gflops(), "results": {}}
+    print(json.dumps(res["machine"]), flush=True)
+    out = res["results"]
+
+    if args.only in (None, "train"):
+        out["train"] = []
+        for name, kw in CONFIGS.items():
+            ips, loss, model = time_train(kw, args.batch, args.train_steps)
+            fwd = unet_flops(model)
+            gflops = 3 * fwd * ips / 1e9
+            row = {"model": name, "params": model.count_params(), "gflop_per_forward": fwd / 1e9,
+                   "batch": args.batch, "images_per_s": ips, "achieved_gflops": gflops}
+            if res["cpu_fp32_peak_gflops"] and not res["machine"]["gpus"]:
+                row["fraction_of_cpu_peak"] = gflops / res["cpu_fp32_peak_gflops"]
+            out["train"].append(row)
+            print(json.dumps(row), flush=True)
+
+    if args.only in (None, "bf16"):
+        kw = CONFIGS["reference UNet (base 32, origin attention)"]
+        f32, loss32, _ = time_train(kw, args.batch, args.train_steps)
+        bf16, loss16, _ = time_train(kw, args.batch, args.train_steps, dtype="mixed_bfloat16")
+        out["bf16"] = {"model": "reference UNet", "float32_images_per_s": f32,
+                       "mixed_bfloat16_images_per_s": bf16, "speedup": bf16 / f32,
+                       "loss_float32": loss32, "loss_bfloat16": loss16}
+        print(json.dumps(out["bf16"]), flush=True)
+
+    if args.only in (None, "sampler"):
+        model = UNet(base_channels=32, attention="origin").build_for(32)
+        out["sampler"] = []
+        for batch, steps in ((1, 50), (64, 10)):
+            comp, eager = time_sampler(model, batch, steps)
+            row = {"batch": batch, "compiled_ms_per_step": comp, "eager_numpy_ms_per_step": eager,
+                   "speedup": eager / comp}
+            out["sampler"].append(row)
+            print(json.dumps(row), flush=True)
+
+    if args.only in (None, "ddim"):
+        model = UNet(base_channels=32, attention="origin").build_for(32)
+        schedule = linear_schedule(1000)
+        shape = (64, 32, 32, 1)
+        sample(model, schedule, shape, method="ddim", steps=50, seed=0)      # trace
+        t0 = time.perf_counter()
+        sample(model, schedule, shape, method="ddim", steps=50, seed=1)
+        ddim50 = time.perf_counter() - t0
+        small = linear_schedule(20)
+        sample(model, small, shape, seed=0)
+        t0 = time.perf_counter()
+        sample(model, small, shape, seed=1)
+        per_step = (time.perf_counter() - t0) / 20
+        out["ddim"] = {"batch": 64, "ddim50_s": ddim50, "ddpm1000_s_estimated": per_step * 1000,
+                       "ratio": per_step * 1000 / ddim50,
+                       "note": "DDPM-1000 = 1000 x the measured per-step time of the same loop"}
+        print(json.dumps(out["ddim"]), flush=True)
+
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(res, f, indent=1)
+    return res
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Sample quality in numbers: FID and KID in the feature space of a Fashion-MNIST classifier.
+
+Inception features (the usual FID) mean little for 28x28 grey garments, so, as is common for
+MNIST-like data, we use the penultimate layer (128 features) of a small CNN trained on
+Fashion-MNIST; the classifier's predictions also give the class histogram of the samples.
+Numbers from different feature extractors are not comparable: compare within this book only.
+
+    FID = ||mu_1 - mu_2||^2 + tr(S_1) + tr(S_2) - 2 tr((S_1^{1/2} S_2 S_1^{1/2})^{1/2})
+          (Heusel et al., 2017)
+    KID = unbiased MMD^2 with the kernel k(x, y) = (x.y / d + 1)^3 (Binkowski et al., 2018),
+          averaged over random subsets; its standard deviation over subsets is the error bar.
+"""
+from __future__ import annotations
+
+from importlib import resources
+
+import numpy as np
+import keras
+from keras import layers
+
+__all__ = ["build_classifier", "train_classifier", "load_classifier", "features", "predict_classes",
+           "fid", "kid", "class_histogram", "CLASSIFIER_FILE"]
+
+CLASSIFIER_FILE = "fashion_mnist_classifier.npz"
+
+
+def build_classifier(num_classes=10, image_size=32, channels=1):
+    """A small CNN: 3 conv blocks, a 128-unit ``features`` layer, a softmax head."""
+    inp = keras.Input((image_size, image_size, channels))
+    x = inp
+    for width in (32, 64, 128):
+        x = layers.Conv2D(width, 3, padding="same", activation="relu")(x)
+        x = layers.Conv2D(width, 3, padding="same", activation="relu")(x)
+        x = layers.MaxPooling2D(2)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    feats = layers.Dense(128, activation="relu", name="features")(x)
+    out = layers.Dense(num_classes, name="logits")(layers.Dropout(0.3)(feats))
+    return keras.Model(inp, out, name="fmnist_classifier")
+
+
+def train_classifier(images, labels, epochs=8, batch_size=128, seed=0, verbose=1):
+    """Train the classifier on uint8 images (padded to 32x32, scaled to [-1, 1] like the DDPM)."""
+    from .data import preprocess
+    keras.utils.set_random_seed(seed)
+    model = build_classifier()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    x = preprocess(images).numpy()
+    model.fit(x, np.asarray(labels), epochs=epochs, batch_size=batch_size, verbose=verbose, shuffle=True)
+    return model
+
+
+def load_classifier():
+    """The classifier shipped with ddpm_lib (see the evaluation chapter for how it was trained)."""
+    from .checkpoint import read_npz
+    ref = resources.files("ddpm_lib") / "assets" / CLASSIFIER_FILE
+    with resources.as_file(ref) as path:
+        data = read_npz(path)
+    model = build_classifier()
+    weights = [data[f"w{i:04d}"] for i in range(len(model.weights))]
+    if any(w.shape != tuple(v.shape) for w, v in zip(weights, model.weights)):
+        raise ValueError(f"{CLASSIFIER_FILE} does not match build_classifier(); reinstall ddpm_lib.")
+    model.set_weights([w.astype(np.float32) for w in weights])
+    return model
+
+
+def _feature_model(classifier):
+    return keras.Model(classifier.inputs, [classifier.get_layer("features").output, classifier.output])
+
+
+def features(classifier, images, batch_size=500):
+    """Penultimate features (N, 128) and logits (N, 10) of [-1, 1] images (N, 32, 32, 1)."""
+    fm = _feature_model(classifier)
+    x = np.asarray(images, np.float32)
+    if x.ndim != 4 or x.shape[1:] != tuple(classifier.input_shape[1:]):
+        raise ValueError(f"images must have shape (N, {', '.join(map(str, classifier.input_shape[1:]))}) "
+                         f"in [-1, 1]; got {x.shape}.")
+    f, lg = [], []
+    for i in range(0, len(x), batch_size):
+        a, b = fm(x[i:i + batch_size], training=False)
+        f.append(a.numpy())
+        lg.append(b.numpy())
+    return np.concatenate(f).astype(np.float64), np.concatenate(lg)
+
+
+def predict_classes(classifier, images):
+    """Predicted class of each [-1, 1] image."""
+    return np.argmax(features(classifier, images)[1], axis=1)
+
+
+def _sqrtm_psd(m):
+    w, v = np.linalg.eigh((m + m.T) / 2)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def fid(feats1, feats2):
+    """Frechet distance between Gaussians fitted to two feature sets (N_i, d)."""
+    f1, f2 = np.asarray(feats1, np.float64), np.asarray(feats2, np.float64)
+    if f1.ndim != 2 or f2.ndim != 2 or f1.shape[1] != f2.shape[1]:
+        raise ValueError(f"features must be (N, d) with the same d; got {f1.shape} and {f2.shape}.")
+    if min(len(f1), len(f2)) < 2:
+        raise ValueError("FID needs at least 2 samples in each set.")
+    mu1, mu2 = f1.mean(0), f2.mean(0)
+    s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    r1 = _sqrtm_psd(s1)
+    cross = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh(r1 @ s2 @ r1), 0, None)))
+    return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * cross)
+
+
+def kid(feats1, feats2, subsets=50, subset_size=500, seed=0):
+    """Kernel Inception Distance: mean and std over ``subsets`` of the unbiased MMD^2."""
+    f1, f2 = np.asarray(feats1, np.float64), np.asarray(feats2, np.float64)
+    if f1.ndim != 2 or f2.ndim != 2 or f1.shape[1] != f2.shape[1]:
+        raise ValueError(f"features must be (N, d) with the same d; got {f1.shape} and {f2.shape}.")
+    m = min(subset_size, len(f1), len(f2))
+    if m < 2:
+        raise ValueError("KID needs at least 2 samples in each set.")
+    d = f1.shape[1]
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(subsets):
+        x = f1[rng.choice(len(f1), m, replace=False)]
+        y = f2[rng.choice(len(f2), m, replace=False)]
+        kxx, kyy, kxy = ((x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3)
+        mmd = ((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+               - 2 * kxy.mean())
+        vals.append(mmd)
+    return float(np.mean(vals)), float(np.std(vals))
+
+
+def class_histogram(classes, num_classes=10):
+    """Fraction of samples per class."""
+    counts = np.bincount(np.asarray(classes, np.int64), minlength=num_classes)
+    return counts / max(1, counts.sum())
+

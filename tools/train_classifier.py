@@ -1,0 +1,44 @@
+"""Train the Fashion-MNIST classifier whose features ddpm_lib.metrics uses, and ship its weights.
+
+    python tools/train_classifier.py --data-npz fashion_mnist.npz   # a local copy, per-class split
+    python tools/train_classifier.py                                # Keras download, official split
+
+Writes ddpm_lib/assets/fashion_mnist_classifier.npz (float16) and prints the test accuracy.
+"""
+import argparse
+import json
+import os
+
+import numpy as np
+
+from ddpm_lib import data, metrics
+from ddpm_lib.checkpoint import atomic_savez
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--data-npz")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "ddpm_lib",
+                                                 "assets", metrics.CLASSIFIER_FILE))
+    args = p.parse_args()
+    if args.data_npz:
+        images, labels = data.load_npz(args.data_npz)
+        (x, y), (xt, yt) = data.split_per_class(images, labels, 1000, seed=0)
+        source = "local npz, per-class split (1000 test images per class, seed 0)"
+    else:
+        (x, y), (xt, yt) = data.load_fashion_mnist()
+        source = "keras.datasets.fashion_mnist"
+    model = metrics.train_classifier(x, y, epochs=args.epochs, verbose=2)
+    acc = float(np.mean(metrics.predict_classes(model, data.preprocess(xt).numpy()) == yt))
+    print(f"test accuracy: {acc:.4f}")
+    meta = {"format": "ddpm_lib.classifier/1", "epochs": args.epochs, "test_accuracy": acc,
+            "train_images": int(len(x)), "data": source}
+    arrays = {f"w{i:04d}": w.astype(np.float16) for i, w in enumerate(model.get_weights())}
+    arrays["meta"] = np.array(json.dumps(meta))
+    atomic_savez(args.out, arrays)
+    print(f"wrote {os.path.normpath(args.out)}")
+
+
+if __name__ == "__main__":
+    main()
