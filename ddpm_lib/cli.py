@@ -172,20 +172,31 @@ def cmd_train(args):
     return 0
 
 
+def _trainer_from_dir(checkpoint_dir):
+    """The Trainer of a CLI run, restored from its newest checkpoint."""
+    from .checkpoint import latest_checkpoint
+    path = latest_checkpoint(checkpoint_dir)
+    if path is None:
+        raise SystemExit(f"error: no checkpoint (ckpt-*.npz) in {checkpoint_dir!r}")
+    cfg_path = os.path.join(checkpoint_dir, "train_config.json")
+    if not os.path.exists(cfg_path):
+        raise SystemExit(f"error: {checkpoint_dir!r} has no train_config.json; was it made by "
+                         "`python -m ddpm_lib train`?")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    trainer = _trainer_from_config(cfg, checkpoint_dir, cfg["channels"], verbose=False)
+    trainer.restore(path)
+    return trainer
+
+
 def _load_model(args):
-    from .checkpoint import latest_checkpoint, load_weights
+    from .checkpoint import load_weights
     if args.reference:
         from .reference import load_reference
         return load_reference()
     if args.weights:
         return load_weights(args.weights, image_size=args.image_size)
-    path = latest_checkpoint(args.checkpoint_dir)
-    if path is None:
-        raise SystemExit(f"error: no checkpoint (ckpt-*.npz) in {args.checkpoint_dir!r}")
-    with open(os.path.join(args.checkpoint_dir, "train_config.json")) as f:
-        cfg = json.load(f)
-    trainer = _trainer_from_config(cfg, args.checkpoint_dir, cfg["channels"], verbose=False)
-    trainer.restore(path)
+    trainer = _trainer_from_dir(args.checkpoint_dir)
     return trainer.ema_model, trainer.schedule
 
 
@@ -214,13 +225,10 @@ def cmd_sample(args):
 
 
 def cmd_export(args):
-    from .checkpoint import latest_checkpoint
-    args.reference, args.weights, args.image_size = False, None, 32
-    model, schedule = _load_model(args)
-    from .checkpoint import export_weights
-    export_weights(model, schedule, args.out, dtype=args.dtype,
-                   extra={"checkpoint": os.path.basename(latest_checkpoint(args.checkpoint_dir))})
-    print(f"exported {model.count_params():,} EMA weights ({args.dtype}) to {args.out}")
+    trainer = _trainer_from_dir(args.checkpoint_dir)
+    trainer.export(args.out, dtype=args.dtype)
+    print(f"exported {trainer.ema_model.count_params():,} EMA weights ({args.dtype}) of step "
+          f"{trainer.step} to {args.out}")
     return 0
 
 

@@ -19,9 +19,11 @@ import keras
 from keras import layers
 
 __all__ = ["build_classifier", "train_classifier", "load_classifier", "features", "predict_classes",
-           "fid", "kid", "class_histogram", "CLASSIFIER_FILE"]
+           "fid", "kid", "class_histogram", "load_heldout_features", "CLASSIFIER_FILE",
+           "HELDOUT_FILE"]
 
 CLASSIFIER_FILE = "fashion_mnist_classifier.npz"
+HELDOUT_FILE = "fashion_mnist_heldout_features.npz"
 
 
 def build_classifier(num_classes=10, image_size=32, channels=1):
@@ -63,6 +65,20 @@ def load_classifier():
         raise ValueError(f"{CLASSIFIER_FILE} does not match build_classifier(); reinstall ddpm_lib.")
     model.set_weights([w.astype(np.float32) for w in weights])
     return model
+
+
+def load_heldout_features():
+    """Classifier features (10000, 128) and labels of the 10,000 held-out Fashion-MNIST images.
+
+    Neither the classifier nor the reference DDPM saw these images (1,000 per class, split with
+    ``data.split_per_class(..., 1000, seed=0)``); they are the real side of FID and KID.
+    Shipped precomputed, so evaluation needs no download. Returns ``(features, labels)``.
+    """
+    from .checkpoint import read_npz
+    ref = resources.files("ddpm_lib") / "assets" / HELDOUT_FILE
+    with resources.as_file(ref) as path:
+        data = read_npz(path)
+    return data["features"].astype(np.float64), data["labels"]
 
 
 def _feature_model(classifier):
