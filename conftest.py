@@ -5,5 +5,5 @@ Notebooks run in quick mode under pytest: the kernels nbval starts inherit this 
 import os
 
 os.environ.setdefault("DDPM_QUICK", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MPLBACKEND", "Agg")

@@ -16,7 +16,7 @@ Index convention, used everywhere: code t = 0..T-1 is the paper's t = 1..T
 """
 import os as _os
 
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # keep TensorFlow's C++ start-up chatter quiet
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # keep TensorFlow's C++ start-up chatter quiet
 
 from .schedule import Schedule, linear_schedule, cosine_schedule  # noqa: E402
 from .unet import UNet  # noqa: E402
