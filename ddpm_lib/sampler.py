@@ -8,6 +8,7 @@ same images on every run. Index convention: see ``ddpm_lib.schedule`` (code t = 
 from __future__ import annotations
 
 import hashlib
+import logging
 import weakref
 
 import numpy as np
@@ -129,6 +130,17 @@ def sampling_timesteps(timesteps, steps=None):
 
 
 _CACHE = weakref.WeakKeyDictionary()
+
+
+class _NoRetracingWarning(logging.Filter):
+    """Each (model, shape, method, steps) gets its own compiled loop, on purpose: TensorFlow's
+    "triggered tf.function retracing" warning would be noise here."""
+
+    def filter(self, record):
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+tf.get_logger().addFilter(_NoRetracingWarning())
 
 
 def _schedule_key(schedule):
