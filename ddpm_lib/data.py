@@ -1,7 +1,7 @@
 """Images in, batches out: loaders and the tf.data pipeline.
 
 Images are scaled to [-1, 1], the range the reverse process starts from (x_T ~ N(0, I)) and the
-paper uses (Sec. 4). 28x28 Fashion-MNIST/MNIST images are padded to 32x32 with the background
+paper uses (Sec. 3.3). 28x28 Fashion-MNIST/MNIST images are padded to 32x32 with the background
 value (-1) so that three 2x poolings divide the size; ``mode="resize"`` resizes bilinearly, as
 the seed did.
 

@@ -55,8 +55,10 @@ class Trainer:
         model: a ``UNet`` (or any Keras model called as ``model(x_t, t)``), built or not.
         schedule: the :class:`~ddpm_lib.schedule.Schedule`.
         batch_size: global batch size (split across replicas under a strategy).
-        learning_rate, weight_decay: AdamW's. Keras' weight decay is multiplied by the learning
-            rate (decoupled, as in Loshchilov & Hutter); see the book's migration note.
+        learning_rate, weight_decay: AdamW's. Keras multiplies the weight decay by the learning
+            rate (w -= lr * wd * w each step), tensorflow-addons did not: the default 1e-4 is the
+            seed's number in Keras' convention, a very light decay (the seed's tfa 1e-4 at
+            lr 1e-3 would be weight_decay=0.1 here). See the book's migration note.
         warmup_steps: linear learning-rate warm-up (Ho et al. use 5000 on CIFAR-10).
         grad_clip: global gradient-norm clip (1.0 in Ho et al.); None disables it.
         ema_decay: decay of the exponential moving average of the weights; the effective decay
