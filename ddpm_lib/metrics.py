@@ -82,7 +82,7 @@ def load_heldout_features():
 
 
 def _feature_model(classifier):
-    return keras.Model(classifier.inputs, [classifier.get_layer("features").output, classifier.output])
+    return keras.Model(classifier.input, [classifier.get_layer("features").output, classifier.output])
 
 
 def features(classifier, images, batch_size=500):
