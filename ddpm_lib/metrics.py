@@ -118,14 +118,19 @@ def fid(feats1, feats2):
     if min(len(f1), len(f2)) < 2:
         raise ValueError("FID needs at least 2 samples in each set.")
     mu1, mu2 = f1.mean(0), f2.mean(0)
-    s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    s1, s2 = np.atleast_2d(np.cov(f1, rowvar=False)), np.atleast_2d(np.cov(f2, rowvar=False))
     r1 = _sqrtm_psd(s1)
     cross = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh(r1 @ s2 @ r1), 0, None)))
     return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * cross)
 
 
 def kid(feats1, feats2, subsets=50, subset_size=500, seed=0):
-    """Kernel Inception Distance: mean and std over ``subsets`` of the unbiased MMD^2."""
+    """Kernel Inception Distance: mean and std over ``subsets`` of the unbiased MMD^2.
+
+    Each subset draws ``min(subset_size, N1, N2)`` features from each set without replacement;
+    when a set is no larger than that, every subset holds all of it and the std reflects only
+    the other set's subsampling.
+    """
     f1, f2 = np.asarray(feats1, np.float64), np.asarray(feats2, np.float64)
     if f1.ndim != 2 or f2.ndim != 2 or f1.shape[1] != f2.shape[1]:
         raise ValueError(f"features must be (N, d) with the same d; got {f1.shape} and {f2.shape}.")
