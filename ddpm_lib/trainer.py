@@ -179,6 +179,9 @@ class Trainer:
         and at the end) the loss on a fixed subset, with fixed t and noise, is logged for the
         model (``val_loss``) and its EMA (``val_loss_ema``).
         ``callback(trainer, step, loss)`` is called after every step.
+        Each history record holds ``step``, ``loss`` (mean since the last record) and ``time``:
+        seconds since this ``fit`` call began (it restarts at every call, e.g. after a restore,
+        and the first record includes the one-off tracing of the train step).
         """
         images = check_images(np.asarray(images))
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
@@ -230,6 +233,7 @@ class Trainer:
         return self.history
 
     _val = None
+    _val_fn = None
 
     def _set_validation(self, val_images, n=512):
         x = preprocess(check_images(np.asarray(val_images))[:n], self.image_size, self.mode)
@@ -243,12 +247,15 @@ class Trainer:
         if self._val is None:
             raise ValueError("no validation images; pass val_images to fit() first.")
         x_t, t, noise = self._val
+        if self._val_fn is None:
+            def per_example(model, x, t, eps):
+                return simple_loss(eps, model(x, t, training=False), per_example=True)
+            self._val_fn = {key: tf.function(lambda x, t, eps, m=m: per_example(m, x, t, eps))
+                            for key, m in (("val_loss", self.model), ("val_loss_ema", self.ema_model))}
         out = {}
-        for key, m in (("val_loss", self.model), ("val_loss_ema", self.ema_model)):
-            losses = []
-            for i in range(0, x_t.shape[0], self.batch_size):
-                eps = m(x_t[i:i + self.batch_size], t[i:i + self.batch_size], training=False)
-                losses.append(simple_loss(noise[i:i + self.batch_size], eps, per_example=True))
+        for key, fn in self._val_fn.items():
+            losses = [fn(x_t[i:i + self.batch_size], t[i:i + self.batch_size], noise[i:i + self.batch_size])
+                      for i in range(0, x_t.shape[0], self.batch_size)]
             out[key] = float(tf.reduce_mean(tf.concat(losses, 0)))
         return out
 

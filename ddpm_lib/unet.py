@@ -206,10 +206,14 @@ class UNet(keras.Model):
         if not (t.dtype.is_integer):
             raise ValueError(f"t must be an integer tensor of code times; got dtype {t.dtype.name}.")
 
+    def __call__(self, x, t, *args, **kwargs):
+        # Check here, before Keras wraps any exception of call() in its own message.
+        self._check_inputs(tf.convert_to_tensor(x), tf.convert_to_tensor(t))
+        return super().__call__(x, t, *args, **kwargs)
+
     def call(self, x, t, training=None):
         x = tf.convert_to_tensor(x)
         t = tf.convert_to_tensor(t)
-        self._check_inputs(x, t)
         x = tf.cast(x, self.compute_dtype)
         emb = tf.cast(timestep_encoding(t, self.time_dim), self.compute_dtype)
         x1 = self.inc(x)
