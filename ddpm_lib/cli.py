@@ -163,7 +163,6 @@ def cmd_train(args):
         dt = time.perf_counter() - t0
         print(f"trained {remaining} steps in {dt:.0f} s "
               f"({remaining * args.batch_size / dt:.1f} images/s); step {trainer.step}", flush=True)
-        trainer.save()
     else:
         print(f"already at step {trainer.step} >= --steps {args.steps}; nothing to do")
     if args.export:

@@ -179,7 +179,7 @@ def make_dataset(images, batch_size, image_size=32, mode="pad", shuffle=True, se
         idx = tf.range(n, dtype=tf.int64)
         if shuffle:
             idx = tf.random.experimental.stateless_shuffle(
-                idx, seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+                idx, seed=tf.stack([tf.constant(seed, tf.int64), epoch]), alg="philox")
         return tf.data.Dataset.from_tensor_slices(idx).batch(batch_size, drop_remainder=drop_remainder)
 
     start_epoch, skip = divmod(int(start_step), steps_per_epoch)

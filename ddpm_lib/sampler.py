@@ -162,7 +162,9 @@ def sample(model, schedule, shape, method="ddpm", steps=None, eta=0.0, seed=None
         return_trajectory: also return every intermediate x_t, shape (steps + 1, *shape),
             starting with x_T.
         variance: DDPM's sigma_t^2, ``"posterior"`` (beta_tilde) or ``"beta"``.
-        jit_compile: compile the loop with XLA.
+        jit_compile: compile the loop with XLA. XLA's random-number kernels derive another
+            stream from the same seed, so XLA samples are reproducible among themselves but
+            differ from non-XLA samples of the same seed.
 
     Returns:
         x_0 as a float32 tensor in (about) [-1, 1]; with ``return_trajectory``, ``(x_0, trajectory)``.
@@ -175,7 +177,7 @@ def sample(model, schedule, shape, method="ddpm", steps=None, eta=0.0, seed=None
             f"DDPM runs all {schedule.timesteps} steps (got steps={steps}); use method='ddim' "
             "for fewer steps.")
     reverse_variance(schedule, variance)       # validates the name
-    if not isinstance(eta, (int, float)) or eta < 0:
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or eta < 0:
         raise ValueError(f"eta must be a number >= 0; got {eta!r}.")
     ts, ts_prev = sampling_timesteps(schedule.timesteps, steps)
     if seed is None:
@@ -216,7 +218,8 @@ def _build_loop(model, schedule, shape, method, ts, ts_prev, eta, variance, traj
     batch = shape[0]
 
     def run(seed):
-        x = tf.random.stateless_normal(shape, seed=tf.stack([seed, tf.constant(0, tf.int64)]))
+        x = tf.random.stateless_normal(shape, seed=tf.stack([seed, tf.constant(0, tf.int64)]),
+                                     alg="philox")
         ts_c = tf.constant(ts)
         ts_prev_c = tf.constant(ts_prev)
         traj = tf.TensorArray(tf.float32, size=n + 1 if trajectory else 1)
@@ -225,7 +228,7 @@ def _build_loop(model, schedule, shape, method, ts, ts_prev, eta, variance, traj
             t = ts_c[i]
             eps = tf.cast(model(x, tf.fill([batch], t), training=False), tf.float32)
             noise = tf.random.stateless_normal(
-                shape, seed=tf.stack([seed, tf.cast(i, tf.int64) + 1]))
+                shape, seed=tf.stack([seed, tf.cast(i, tf.int64) + 1]), alg="philox")
             if method == "ddpm":
                 x = ddpm_step(schedule, x, t, eps, noise, variance=variance)
             else:

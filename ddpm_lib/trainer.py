@@ -66,7 +66,8 @@ class Trainer:
         image_size, mode: how images are brought to the network's size (see ``data.preprocess``).
         seed: the one seed of every random number in training.
         checkpoint_dir, checkpoint_every, keep_checkpoints: where, how often and how many.
-        jit_compile: compile the train step with XLA.
+        jit_compile: compile the train step with XLA (its random streams differ from non-XLA
+            ones for the same seed: resume with the same setting).
         mixed_precision: None, ``"mixed_float16"`` or ``"mixed_bfloat16"``; must match the model's
             dtype policy (build it with ``UNet(..., dtype="mixed_bfloat16")``). float16 uses loss
             scaling.
@@ -103,6 +104,9 @@ class Trainer:
         self.batch_size, self.image_size, self.mode = batch_size, image_size, mode
         self.seed, self.verbose = int(seed), verbose
         self.ema_decay, self.jit_compile, self.mixed_precision = ema_decay, jit_compile, mixed_precision
+        if grad_clip is not None and not grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0 or None; got {grad_clip}.")
+        self.grad_clip = grad_clip
         self.checkpoint_dir, self.checkpoint_every = checkpoint_dir, checkpoint_every
         self.keep_checkpoints = keep_checkpoints
         self.hparams = dict(batch_size=batch_size, learning_rate=learning_rate,
@@ -119,8 +123,8 @@ class Trainer:
             self.ema_model(tf.zeros([1, image_size, image_size, channels]), tf.zeros([1], tf.int32))
             self.ema_model.set_weights(model.get_weights())
             lr = LinearWarmup(learning_rate, warmup_steps) if warmup_steps else learning_rate
-            opt = keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay,
-                                         global_clipnorm=grad_clip)
+            # Clipping is done in _clip_gradients, on the gradient summed over replicas.
+            opt = keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay)
             if mixed_precision == "mixed_float16":
                 opt = keras.optimizers.LossScaleOptimizer(opt)
             opt.build(model.trainable_variables)
@@ -134,9 +138,10 @@ class Trainer:
         """(x0, t, eps) for global step ``step``: t ~ U{0..T-1}, eps ~ N(0, I), both stateless."""
         b = tf.shape(x0)[0]
         t = tf.random.stateless_uniform([b], seed=tf.stack([tf.constant(self.seed + _T_SEED, tf.int64), step]),
-                                        minval=0, maxval=self.schedule.timesteps, dtype=tf.int32)
+                                        minval=0, maxval=self.schedule.timesteps, dtype=tf.int32,
+                                        alg="philox")
         noise = tf.random.stateless_normal(tf.shape(x0), seed=tf.stack(
-            [tf.constant(self.seed + _NOISE_SEED, tf.int64), step]))
+            [tf.constant(self.seed + _NOISE_SEED, tf.int64), step]), alg="philox")
         return {"x0": x0, "t": t, "noise": noise}
 
     def _replica_step(self, batch):
@@ -147,9 +152,29 @@ class Trainer:
             per_example = simple_loss(batch["noise"], eps_pred, per_example=True)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.batch_size)
             scaled = opt.scale_loss(loss) if self.mixed_precision == "mixed_float16" else loss
-        grads = tape.gradient(scaled, model.trainable_variables)
+        grads = self._clip_gradients(tape.gradient(scaled, model.trainable_variables))
         opt.apply_gradients(zip(grads, model.trainable_variables))
         return loss
+
+    def _clip_gradients(self, grads):
+        """Clip the global norm of the *global* gradient (summed over replicas) to ``grad_clip``.
+
+        Under a strategy the optimizer sums the replicas' gradients itself, so each replica hands
+        it 1/replicas of the clipped sum. With float16 loss scaling the gradients are still
+        scaled, so the limit is scaled too.
+        """
+        if self.grad_clip is None:
+            return grads
+        replicas = self.strategy.num_replicas_in_sync
+        if replicas > 1:
+            grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
+        limit = tf.constant(self.grad_clip, tf.float32)
+        if self.mixed_precision == "mixed_float16":
+            limit = limit * tf.cast(self.optimizer.dynamic_scale, tf.float32)
+        grads, _ = tf.clip_by_global_norm(grads, limit)
+        if replicas > 1:
+            grads = [g / replicas for g in grads]
+        return grads
 
     def _ema_update(self):
         step = tf.cast(self.optimizer.iterations, tf.float32)
@@ -238,8 +263,8 @@ class Trainer:
     def _set_validation(self, val_images, n=512):
         x = preprocess(check_images(np.asarray(val_images))[:n], self.image_size, self.mode)
         t = tf.random.stateless_uniform([x.shape[0]], seed=[_VAL_SEED, 0], minval=0,
-                                        maxval=self.schedule.timesteps, dtype=tf.int32)
-        noise = tf.random.stateless_normal(x.shape, seed=[_VAL_SEED, 1])
+                                        maxval=self.schedule.timesteps, dtype=tf.int32, alg="philox")
+        noise = tf.random.stateless_normal(x.shape, seed=[_VAL_SEED, 1], alg="philox")
         self._val = (self.schedule.q_sample(x, t, noise), t, noise)
 
     def validation_loss(self):

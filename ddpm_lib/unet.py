@@ -181,6 +181,8 @@ class UNet(keras.Model):
         return channels if self.attention == "seed" else max(1, channels // self.heads)
 
     def get_config(self):
+        # The dtype policy is left out on purpose: an EMA copy or a loaded model is float32 (a
+        # mixed-precision model keeps float32 weights anyway); pass dtype= to choose another.
         return {"image_channels": self.image_channels, "base_channels": self.base_channels,
                 "time_dim": self.time_dim, "attention": self.attention, "heads": self.heads,
                 "name": self.name}

@@ -1,0 +1,354 @@
+"""ddpm_lib.sampler: single DDPM/DDIM steps by hand, the visited times, and whole sampling runs.
+
+References are float64 numpy formulas written here (Algorithm 2 / eq. 11 of Ho et al.; eq. 12 of
+Song et al.'s DDIM). Single steps use conftest.assert_f32_close (rtol 1e-6 of the sum of |terms|,
+atol 1e-6); whole chains are compared with rtol = atol = 1e-4 (see the test's docstring).
+"""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ddpm_lib.sampler import ddim_step, ddpm_step, sample, sampling_timesteps
+from ddpm_lib.schedule import linear_schedule
+
+
+def abars_of(betas):
+    out, prod = [], 1.0
+    for b in betas:
+        prod *= 1.0 - b
+        out.append(prod)
+    return np.array(out)
+
+
+def tilde_of(betas):
+    abar = abars_of(betas)
+    prev = np.append(1.0, abar[:-1])
+    return (1 - prev) / (1 - abar) * betas
+
+
+def ref_ddpm(betas, x, t, eps, z, variance):
+    abar = abars_of(betas)
+    b = betas[t]
+    a = (1 / np.sqrt(1 - b)) * x
+    c = (1 / np.sqrt(1 - b)) * b / np.sqrt(1 - abar[t]) * eps
+    sigma2 = tilde_of(betas)[t] if variance == "posterior" else b
+    noise = np.sqrt(sigma2) * z if t > 0 else 0.0 * z
+    return a - c + noise, np.abs(a) + np.abs(c) + np.abs(noise)
+
+
+def ref_ddim(betas, x, t, t_prev, eps, eta, z):
+    abar = abars_of(betas)
+    a_t = abar[t]
+    a_prev = abar[t_prev] if t_prev >= 0 else 1.0
+    sigma = eta * np.sqrt((1 - a_prev) / (1 - a_t)) * np.sqrt(1 - a_t / a_prev)
+    x0 = (x - np.sqrt(1 - a_t) * eps) / np.sqrt(a_t)
+    c_eps = np.sqrt(max(1 - a_prev - sigma ** 2, 0.0))
+    out = np.sqrt(a_prev) * x0 + c_eps * eps + sigma * z
+    scale = (np.sqrt(a_prev / a_t) * (np.abs(x) + np.sqrt(1 - a_t) * np.abs(eps))
+             + c_eps * np.abs(eps) + sigma * np.abs(z))
+    return out, scale, sigma
+
+
+@pytest.fixture(scope="module")
+def sched():
+    return linear_schedule(20, beta_start=1e-3, beta_end=0.3)
+
+
+@pytest.fixture(scope="module")
+def xs():
+    rng = np.random.default_rng(0)
+    return [rng.standard_normal((2, 4, 4, 1)).astype(np.float32) for _ in range(3)]
+
+
+class LinearEps:
+    """A model with a known output: eps(x, t) = 0.3 x + 0.01 t (a plain callable, not Keras)."""
+
+    def __call__(self, x, t, training=False):
+        return 0.3 * x + 0.01 * tf.cast(t, tf.float32)[:, None, None, None]
+
+    @staticmethod
+    def np(x, t):
+        return 0.3 * x + 0.01 * t
+
+
+@pytest.fixture(scope="module")
+def model():
+    return LinearEps()
+
+
+# ------------------------------------------------------------------------- ddpm_step
+@pytest.mark.parametrize("variance", ["posterior", "beta"])
+@pytest.mark.parametrize("t", [0, 1, 10, 19])
+def test_ddpm_step_by_hand(sched, xs, t, variance, f32):
+    x, eps, z = xs
+    got = ddpm_step(sched, x, t, eps, z, variance=variance)
+    assert got.dtype == tf.float32 and got.shape == x.shape
+    ref, scale = ref_ddpm(sched.betas, x.astype(np.float64), t, eps, z, variance)
+    f32(got.numpy(), ref, scale=scale, what=f"ddpm_step t={t} {variance}")
+
+
+def test_ddpm_step_no_noise_at_t0(sched, xs, f32):
+    x, eps, z = xs
+    mean = ddpm_step(sched, x, 0, eps, None)
+    np.testing.assert_array_equal(ddpm_step(sched, x, 0, eps, z).numpy(), mean.numpy())
+    np.testing.assert_array_equal(ddpm_step(sched, x, 0, eps, 100 * z, variance="beta").numpy(),
+                                  mean.numpy())
+    ref, scale = ref_ddpm(sched.betas, x.astype(np.float64), 0, eps, 0 * z, "posterior")
+    f32(mean.numpy(), ref, scale=scale)
+    with pytest.raises(ValueError, match="noise is required"):
+        ddpm_step(sched, x, 1, eps, None)
+
+
+def test_ddpm_step_variance_choices(sched, xs):
+    x, eps, z = xs
+    t = 7
+    diff = (ddpm_step(sched, x, t, eps, z, variance="beta")
+            - ddpm_step(sched, x, t, eps, z, variance="posterior")).numpy()
+    expected = (np.sqrt(sched.betas[t]) - np.sqrt(tilde_of(sched.betas)[t])) * z
+    np.testing.assert_allclose(diff, expected, rtol=1e-5, atol=1e-6)
+    assert np.all(np.abs(expected[z != 0]) > 0)
+
+
+def test_ddpm_step_bad_inputs(sched, xs):
+    x, eps, z = xs
+    with pytest.raises(ValueError, match="out of range"):
+        ddpm_step(sched, x, 20, eps, z)
+    with pytest.raises(ValueError, match="out of range"):
+        ddpm_step(sched, x, -1, eps, z)
+    with pytest.raises(ValueError, match="integer scalar"):
+        ddpm_step(sched, x, np.array([1, 2]), eps, z)
+    with pytest.raises(ValueError, match="integer scalar"):
+        ddpm_step(sched, x, 1.0, eps, z)
+    with pytest.raises(ValueError, match="variance must be"):
+        ddpm_step(sched, x, 1, eps, z, variance="learned")
+    with pytest.raises(ValueError, match="float"):
+        ddpm_step(sched, np.zeros((2, 4, 4, 1), np.int32), 1, eps, z)
+    with pytest.raises(ValueError, match="shape"):
+        ddpm_step(sched, x, 1, eps[:1], z)
+    with pytest.raises(ValueError, match="shape"):
+        ddpm_step(sched, x, 1, eps, z[..., :0])
+
+
+# ------------------------------------------------------------------------- ddim_step
+@pytest.mark.parametrize("t, t_prev", [(19, 15), (10, 9), (5, 0), (5, -1), (0, -1)])
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+def test_ddim_step_by_hand(sched, xs, t, t_prev, eta, f32):
+    x, eps, z = xs
+    got = ddim_step(sched, x, t, t_prev, eps, eta=eta, noise=z)
+    ref, scale, _ = ref_ddim(sched.betas, x.astype(np.float64), t, t_prev, eps, eta, z)
+    f32(got.numpy(), ref, scale=scale, what=f"ddim t={t}->{t_prev} eta={eta}")
+
+
+def test_ddim_to_x0_is_predict_x0(sched, xs, f32):
+    """t_prev = -1 means alpha_bar_prev = 1: the step returns x0_pred, with no noise for any eta."""
+    x, eps, z = xs
+    t = 12
+    a_t = abars_of(sched.betas)[t]
+    x0_ref = (x.astype(np.float64) - np.sqrt(1 - a_t) * eps) / np.sqrt(a_t)
+    scale = (np.abs(x) + np.sqrt(1 - a_t) * np.abs(eps)) / np.sqrt(a_t)
+    for eta, noise in [(0.0, None), (1.0, z), (0.7, 3 * z)]:
+        got = ddim_step(sched, x, t, -1, eps, eta=eta, noise=noise)
+        f32(got.numpy(), x0_ref, scale=scale, what=f"eta={eta}")
+
+
+def test_ddim_eta0_is_deterministic(sched, xs):
+    x, eps, z = xs
+    a = ddim_step(sched, x, 15, 8, eps, eta=0.0)
+    b = ddim_step(sched, x, 15, 8, eps, eta=0.0, noise=z)
+    c = ddim_step(sched, x, 15, 8, eps, eta=0.0, noise=-5 * z)
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_array_equal(a.numpy(), c.numpy())
+
+
+@pytest.mark.parametrize("t", [1, 6, 19])
+def test_ddim_eta1_has_the_posterior_variance(sched, xs, t, f32):
+    """eta = 1 and t_prev = t - 1: sigma^2 = beta_tilde_t, and the step *is* DDPM's (posterior)."""
+    x, eps, z = xs
+    ones = np.ones_like(x)
+    with_z = ddim_step(sched, x, t, t - 1, eps, eta=1.0, noise=ones)
+    without = ddim_step(sched, x, t, t - 1, eps, eta=1.0, noise=np.zeros_like(x))
+    sigma = (with_z - without).numpy()
+    np.testing.assert_allclose(sigma, np.sqrt(tilde_of(sched.betas)[t]), rtol=1e-5, atol=1e-6)
+    # DDIM(eta=1, t -> t-1) == Algorithm 2 with sigma_t^2 = beta_tilde_t, same noise
+    ddim = ddim_step(sched, x, t, t - 1, eps, eta=1.0, noise=z).numpy()
+    ddpm = ddpm_step(sched, x, t, eps, z, variance="posterior").numpy()
+    _, scale, _ = ref_ddim(sched.betas, x.astype(np.float64), t, t - 1, eps, 1.0, z)
+    f32(ddim, ddpm, scale=scale, rtol=4e-6, what="ddim(eta=1) vs ddpm")
+
+
+def test_ddim_step_bad_inputs(sched, xs):
+    x, eps, z = xs
+    with pytest.raises(ValueError, match="must be smaller"):
+        ddim_step(sched, x, 5, 5, eps)
+    with pytest.raises(ValueError, match="must be smaller"):
+        ddim_step(sched, x, 5, 9, eps)
+    with pytest.raises(ValueError, match="eta must be >= 0"):
+        ddim_step(sched, x, 5, 4, eps, eta=-0.1, noise=z)
+    with pytest.raises(ValueError, match="noise is required"):
+        ddim_step(sched, x, 5, 4, eps, eta=0.5)
+    with pytest.raises(ValueError, match="out of range"):
+        ddim_step(sched, x, 20, 4, eps)
+    with pytest.raises(ValueError, match="out of range"):
+        ddim_step(sched, x, 5, -2, eps)
+    with pytest.raises(ValueError, match="integer scalar"):
+        ddim_step(sched, x, 5.0, 4, eps)
+    with pytest.raises(ValueError, match="float"):
+        ddim_step(sched, x.astype(np.int64), 5, 4, eps)
+    with pytest.raises(ValueError, match="shape"):
+        ddim_step(sched, x, 5, 4, eps[:, :2])
+    with pytest.raises(ValueError, match="shape"):
+        ddim_step(sched, x, 5, 4, eps, eta=1.0, noise=z[:1])
+
+
+# ---------------------------------------------------------------- sampling_timesteps
+@pytest.mark.parametrize("T", [1, 2, 10, 50, 1000])
+def test_sampling_timesteps_every_count(T):
+    for steps in sorted({min(k, T) for k in (1, 2, 3, T // 3 or 1, T // 2 or 1, T - 1 or 1, T)}):
+        ts, prev = sampling_timesteps(T, steps)
+        assert ts.dtype == np.int32 and prev.dtype == np.int32
+        assert len(ts) == len(prev) == steps
+        assert ts[0] == T - 1 and prev[-1] == -1
+        if steps > 1:
+            assert ts[-1] == 0
+        assert np.all(np.diff(ts) < 0), "strictly decreasing"
+        np.testing.assert_array_equal(prev[:-1], ts[1:])
+        assert ts.min() >= 0 and ts.max() <= T - 1
+
+
+def test_sampling_timesteps_defaults_and_spacing():
+    ts, prev = sampling_timesteps(10)
+    np.testing.assert_array_equal(ts, np.arange(9, -1, -1))
+    np.testing.assert_array_equal(prev, np.arange(8, -2, -1))
+    np.testing.assert_array_equal(sampling_timesteps(10, 10)[0], ts)
+    ts, _ = sampling_timesteps(1000, 5)
+    np.testing.assert_array_equal(ts, np.round(np.linspace(999, 0, 5)).astype(int))   # even spacing
+
+
+@pytest.mark.parametrize("steps", [0, -1, 11, 2.0, True, "5"])
+def test_sampling_timesteps_bad_steps(steps):
+    with pytest.raises(ValueError, match="steps must be an integer"):
+        sampling_timesteps(10, steps)
+
+
+# -------------------------------------------------------------------------- sample()
+def ref_chain(model, betas, shape, seed, method, steps=None, eta=0.0, variance="posterior"):
+    """Algorithm 2 / DDIM in float64 numpy, fed the same stateless noise as ``sample``."""
+    T = len(betas)
+    ts, ts_prev = sampling_timesteps(T, steps)
+
+    def normal(i):
+        return tf.random.stateless_normal(shape, seed=[seed, i]).numpy().astype(np.float64)
+
+    x = normal(0)
+    traj = [x]
+    for i, (t, tp) in enumerate(zip(ts, ts_prev)):
+        eps = model.np(x, t)
+        z = normal(i + 1)
+        if method == "ddpm":
+            x, _ = ref_ddpm(betas, x, t, eps, z, variance)
+        else:
+            x, _, _ = ref_ddim(betas, x, t, tp, eps, eta, z)
+        traj.append(x)
+    return x, np.stack(traj)
+
+
+@pytest.mark.parametrize("method, steps, eta, variance", [
+    ("ddpm", None, 0.0, "posterior"),
+    ("ddpm", None, 0.0, "beta"),
+    ("ddim", None, 0.0, "posterior"),
+    ("ddim", 5, 0.0, "posterior"),
+    ("ddim", 5, 1.0, "posterior"),
+    ("ddim", 1, 0.3, "posterior"),
+])
+def test_sample_matches_numpy_chain(model, sched, method, steps, eta, variance):
+    """The whole compiled loop against the numpy chain. Each of the <= 20 steps rounds at ~1e-7 of
+    O(1) values and the chain is a contraction here, so rtol = atol = 1e-4 leaves a wide margin."""
+    shape = (3, 4, 4, 1)
+    x0, traj = sample(model, sched, shape, method=method, steps=steps, eta=eta, seed=11,
+                      variance=variance, return_trajectory=True)
+    ref_x0, ref_traj = ref_chain(model, sched.betas, shape, 11, method, steps, eta, variance)
+    n = sched.timesteps if steps is None else steps
+    assert x0.shape == shape and x0.dtype == tf.float32
+    assert traj.shape == (n + 1, *shape)
+    np.testing.assert_allclose(x0.numpy(), ref_x0, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(traj.numpy(), ref_traj, rtol=1e-4, atol=1e-4)
+
+
+def test_sample_reproducible_and_seeded(model, sched):
+    shape = (2, 8, 8, 1)
+    a = sample(model, sched, shape, method="ddim", steps=4, seed=3).numpy()
+    b = sample(model, sched, shape, method="ddim", steps=4, seed=3).numpy()
+    c = sample(model, sched, shape, method="ddim", steps=4, seed=4).numpy()
+    np.testing.assert_array_equal(a, b)
+    assert np.max(np.abs(a - c)) > 0.1
+    d = sample(model, sched, shape, seed=3).numpy()              # ddpm
+    e = sample(model, sched, shape, seed=3).numpy()
+    np.testing.assert_array_equal(d, e)
+    # seed=None draws a fresh seed each time
+    f = sample(model, sched, shape, seed=None).numpy()
+    g = sample(model, sched, shape, seed=None).numpy()
+    assert np.max(np.abs(f - g)) > 0.1
+    # the trajectory does not change the result; it starts at x_T and ends at x_0
+    x0, traj = sample(model, sched, shape, method="ddim", steps=4, seed=3, return_trajectory=True)
+    np.testing.assert_array_equal(x0.numpy(), a)
+    assert traj.shape == (5, *shape)
+    np.testing.assert_array_equal(traj.numpy()[-1], a)
+    np.testing.assert_array_equal(traj.numpy()[0], tf.random.stateless_normal(shape, seed=[3, 0]).numpy())
+
+
+@pytest.fixture(scope="module")
+def jit_pair(model):
+    s = linear_schedule(5, beta_start=1e-3, beta_end=0.2)
+    a = sample(model, s, (2, 8, 8, 1), seed=5).numpy()
+    b = sample(model, s, (2, 8, 8, 1), seed=5, jit_compile=True).numpy()
+    c = sample(model, s, (2, 8, 8, 1), seed=5, jit_compile=True).numpy()
+    return a, b, c
+
+
+def test_sample_jit_compile_is_reproducible(jit_pair):
+    _, b, c = jit_pair
+    assert b.shape == (2, 8, 8, 1) and np.all(np.isfinite(b))
+    np.testing.assert_array_equal(b, c)
+
+
+def test_sample_with_tiny_unet_ddim(tiny_unet):
+    s = linear_schedule(1000)
+    x0, traj = sample(tiny_unet, s, (2, 32, 32, 1), method="ddim", steps=3, seed=0,
+                      return_trajectory=True)
+    assert x0.shape == (2, 32, 32, 1) and x0.dtype == tf.float32
+    assert traj.shape == (4, 2, 32, 32, 1)
+    assert np.all(np.isfinite(traj.numpy()))
+    again = sample(tiny_unet, s, (2, 32, 32, 1), method="ddim", steps=3, seed=0)
+    np.testing.assert_array_equal(again.numpy(), x0.numpy())
+    with pytest.raises(ValueError, match="channels"):
+        sample(tiny_unet, s, (2, 32, 32, 3), method="ddim", steps=3, seed=0)
+
+
+def test_sample_ddpm_needs_every_step(model, sched):
+    with pytest.raises(ValueError, match="DDPM runs all 20 steps"):
+        sample(model, sched, (1, 4, 4, 1), method="ddpm", steps=10)
+    assert sample(model, sched, (1, 4, 4, 1), method="ddpm", steps=20, seed=0).shape == (1, 4, 4, 1)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(method="ddim2"), "method must be"),
+    (dict(method="DDPM"), "method must be"),
+    (dict(variance="learned"), "variance must be"),
+    (dict(method="ddim", eta=-0.5), "eta must be"),
+    (dict(method="ddim", eta="0"), "eta must be"),
+    (dict(method="ddim", steps=0), "steps must be"),
+    (dict(method="ddim", steps=21), "steps must be"),
+    (dict(method="ddim", steps=2.5), "steps must be"),
+    (dict(seed=1.5), "seed must be"),
+    (dict(seed=True), "seed must be"),
+    (dict(seed="0"), "seed must be"),
+    (dict(shape=(4, 4, 1)), "shape must be"),
+    (dict(shape=(0, 4, 4, 1)), "shape must be"),
+    (dict(shape="abc"), "shape must be"),
+])
+def test_sample_bad_arguments(model, sched, kwargs, match):
+    kw = dict(shape=(1, 4, 4, 1))
+    kw.update(kwargs)
+    shape = kw.pop("shape")
+    with pytest.raises(ValueError, match=match):
+        sample(model, sched, shape, **kw)

@@ -1,0 +1,392 @@
+"""ddpm_lib.schedule against independent float64 numpy computations.
+
+Index convention: code t = 0..T-1 is the paper's t = 1..T; alpha_bars_prev[0] = alpha_bar_0 = 1.
+Tolerances: float64 arrays vs numpy float64: rtol 1e-12. float32 tensor results vs a float64
+reference: |err| <= 1e-6 * (sum of |terms|) + 1e-6 (see conftest.assert_f32_close).
+"""
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ddpm_lib.schedule import Schedule, cosine_schedule, linear_schedule
+
+
+# ----------------------------------------------------------------------------- references
+def ref_linear_betas(T, start=1e-4, end=0.02):
+    return start + (end - start) * np.arange(T, dtype=np.float64) / max(T - 1, 1)
+
+
+def ref_cosine_betas(T, s=0.008, max_beta=0.999):
+    """Nichol & Dhariwal (2021) eq. (17): alpha_bar(t) = f(t)/f(0), beta_t = 1 - a(t)/a(t-1), clipped."""
+    u = np.arange(T + 1, dtype=np.float64)
+    f = np.cos((u / T + s) / (1 + s) * np.pi / 2) ** 2
+    abar = f / f[0]
+    return np.minimum(1.0 - abar[1:] / abar[:-1], max_beta)
+
+
+def ref_derived(betas):
+    """Every derived quantity, from betas, with explicit loops (no cumprod)."""
+    betas = np.asarray(betas, np.float64)
+    T = len(betas)
+    alphas = 1.0 - betas
+    abar = np.empty(T)
+    prod = 1.0
+    for i in range(T):
+        prod *= alphas[i]
+        abar[i] = prod
+    abar_prev = np.array([1.0] + list(abar[:-1]))
+    return dict(
+        alphas=alphas, alpha_bars=abar, alpha_bars_prev=abar_prev,
+        posterior_variance=(1 - abar_prev) / (1 - abar) * betas,
+        posterior_mean_coef1=np.sqrt(abar_prev) * betas / (1 - abar),
+        posterior_mean_coef2=np.sqrt(alphas) * (1 - abar_prev) / (1 - abar),
+    )
+
+
+SCHEDULES = {
+    "linear": lambda: linear_schedule(1000),
+    "cosine": lambda: cosine_schedule(1000),
+}
+
+
+@pytest.fixture(scope="module", params=["linear", "cosine"])
+def sched(request):
+    return SCHEDULES[request.param]()
+
+
+@pytest.fixture(scope="module")
+def batch():
+    """x0, noise and times covering both ends of the chain."""
+    rng = np.random.default_rng(0)
+    t = np.array([0, 1, 2, 10, 100, 500, 998, 999], np.int32)
+    x0 = rng.uniform(-1, 1, size=(len(t), 4, 4, 2)).astype(np.float32)
+    noise = rng.standard_normal(size=x0.shape).astype(np.float32)
+    return x0, noise, t
+
+
+def col(v, ndim=4):
+    return np.asarray(v, np.float64).reshape([-1] + [1] * (ndim - 1))
+
+
+# ------------------------------------------------------------------- schedule arrays
+def test_linear_betas():
+    s = linear_schedule(1000)
+    np.testing.assert_allclose(s.betas, np.linspace(1e-4, 0.02, 1000), rtol=1e-12)
+    np.testing.assert_allclose(s.betas, ref_linear_betas(1000), rtol=1e-12)
+    assert s.betas.dtype == np.float64 and s.timesteps == 1000
+    assert s.betas[0] == pytest.approx(1e-4, rel=1e-15) and s.betas[-1] == pytest.approx(0.02, rel=1e-15)
+
+
+def test_linear_custom_range_and_single_step():
+    s = linear_schedule(10, beta_start=0.001, beta_end=0.3)
+    np.testing.assert_allclose(s.betas, ref_linear_betas(10, 0.001, 0.3), rtol=1e-12)
+    one = linear_schedule(1, beta_start=0.05, beta_end=0.05)
+    assert one.timesteps == 1 and one.alpha_bars_prev[0] == 1.0
+    np.testing.assert_allclose(one.posterior_variance, [0.0], atol=0)
+
+
+@pytest.mark.parametrize("T", [10, 100, 1000, 4000])
+def test_cosine_betas(T):
+    s = cosine_schedule(T)
+    # math.cos vs np.cos may differ by an ulp, and 1 - f(t)/f(t-1) cancels: compare absolutely
+    np.testing.assert_allclose(s.betas, ref_cosine_betas(T), rtol=1e-12, atol=1e-14)
+    # f(T) = cos(pi/2)^2 ~ 0, so the last beta is clipped at max_beta
+    assert s.betas[-1] == 0.999
+
+
+def test_cosine_clipping_and_alpha_bar_curve():
+    s = cosine_schedule(50, s=0.008, max_beta=0.3)
+    ref = ref_cosine_betas(50, max_beta=0.3)
+    np.testing.assert_allclose(s.betas, ref, rtol=1e-12, atol=1e-14)
+    assert np.sum(s.betas == 0.3) >= 2 and s.betas.max() == 0.3
+    # without clipping, alpha_bar_t = f(t)/f(0) exactly (Nichol & Dhariwal eq. 17)
+    s2 = cosine_schedule(1000)
+    u = np.arange(1, 1001)
+    f = np.cos((u / 1000 + 0.008) / 1.008 * np.pi / 2) ** 2 / math.cos(0.008 / 1.008 * np.pi / 2) ** 2
+    unclipped = ref_cosine_betas(1000, max_beta=1.0) < 0.999
+    np.testing.assert_allclose(s2.alpha_bars[unclipped], f[unclipped], rtol=1e-9)
+
+
+def test_derived_arrays(sched):
+    ref = ref_derived(sched.betas)
+    for name, value in ref.items():
+        np.testing.assert_allclose(getattr(sched, name), value, rtol=1e-12, atol=0, err_msg=name)
+    abar = ref["alpha_bars"]
+    np.testing.assert_allclose(sched.one_minus_alpha_bars, 1 - abar, rtol=1e-12)
+    np.testing.assert_allclose(sched.sqrt_alpha_bars, np.sqrt(abar), rtol=1e-12)
+    np.testing.assert_allclose(sched.sqrt_one_minus_alpha_bars, np.sqrt(1 - abar), rtol=1e-12)
+    np.testing.assert_allclose(sched.sqrt_recip_alpha_bars, 1 / np.sqrt(abar), rtol=1e-12)
+    np.testing.assert_allclose(sched.sqrt_recipm1_alpha_bars, np.sqrt(1 / abar - 1), rtol=1e-12)
+    np.testing.assert_allclose(sched.sqrt_recip_alphas, 1 / np.sqrt(ref["alphas"]), rtol=1e-12)
+    np.testing.assert_allclose(sched.eps_coef, sched.betas / np.sqrt(1 - abar), rtol=1e-12)
+    for name in ref:
+        assert getattr(sched, name).dtype == np.float64 and getattr(sched, name).shape == (1000,)
+
+
+def test_boundary_values(sched):
+    assert sched.alpha_bars_prev[0] == 1.0          # alpha_bar_0 = 1 exactly
+    assert sched.posterior_variance[0] == 0.0        # beta_tilde_1 = 0
+    assert sched.posterior_mean_coef1[0] == pytest.approx(1.0, rel=1e-12)
+    assert sched.posterior_mean_coef2[0] == 0.0
+    assert np.all(np.diff(sched.alpha_bars) < 0) and np.all(sched.alpha_bars > 0)
+    # beta_tilde_t <= beta_t (Sec. 3.2: the two extreme choices of sigma_t^2)
+    assert np.all(sched.posterior_variance <= sched.betas)
+    assert "T=1000" in repr(sched)
+
+
+def test_linear_alpha_bar_T():
+    # the paper's schedule ends with alpha_bar_T ~ 4.04e-5 (x_T is almost pure noise)
+    s = linear_schedule(1000)
+    assert s.alpha_bars[-1] == pytest.approx(np.prod(1 - np.linspace(1e-4, 0.02, 1000)), rel=1e-10)
+    assert 4.0e-5 < s.alpha_bars[-1] < 4.1e-5
+
+
+# --------------------------------------------------------------- tensor methods (float32)
+def test_q_mean_variance_and_q_sample(sched, batch, f32):
+    x0, noise, t = batch
+    abar = ref_derived(sched.betas)["alpha_bars"][t]
+    mean, var = sched.q_mean_variance(x0, t)
+    f32(mean.numpy(), col(np.sqrt(abar)) * x0, what="q mean")
+    f32(var.numpy(), col(1 - abar), what="q variance")
+    assert var.shape == (len(t), 1, 1, 1) and mean.dtype == tf.float32
+    xt = sched.q_sample(x0, t, noise)
+    a, b = col(np.sqrt(abar)) * x0, col(np.sqrt(1 - abar)) * noise
+    f32(xt.numpy(), a + b, scale=np.abs(a) + np.abs(b), what="q_sample")
+    assert xt.dtype == tf.float32 and xt.shape == x0.shape
+
+
+def test_predict_x0(sched, batch, f32):
+    x0, noise, t = batch
+    xt = sched.q_sample(x0, t, noise).numpy()
+    abar = ref_derived(sched.betas)["alpha_bars"][t]
+    a, b = col(1 / np.sqrt(abar)) * xt, col(np.sqrt(1 / abar - 1)) * noise
+    pred = sched.predict_x0(xt, t, noise).numpy()
+    f32(pred, a - b, scale=np.abs(a) + np.abs(b), what="predict_x0")
+    # and it inverts q_sample (error amplified by 1/sqrt(alpha_bar) at large t)
+    f32(pred, x0, scale=np.abs(a) + np.abs(b), rtol=4e-6, what="predict_x0(q_sample)")
+
+
+def test_q_posterior(sched, batch, f32):
+    x0, noise, t = batch
+    xt = sched.q_sample(x0, t, noise).numpy()
+    ref = ref_derived(sched.betas)
+    c1, c2 = ref["posterior_mean_coef1"][t], ref["posterior_mean_coef2"][t]
+    mean, var = sched.q_posterior(x0, xt, t)
+    a, b = col(c1) * x0, col(c2) * xt
+    f32(mean.numpy(), a + b, scale=np.abs(a) + np.abs(b), what="posterior mean")
+    f32(var.numpy(), col(ref["posterior_variance"][t]), what="posterior variance")
+    # code t = 0: q(x_0 | x_1, x_0) is a point mass at x_0
+    np.testing.assert_allclose(mean.numpy()[0], x0[0], rtol=1e-6, atol=1e-6)
+    assert var.numpy()[0].item() == 0.0
+
+
+def test_p_mean_eq11(sched, batch, f32):
+    x0, noise, t = batch
+    rng = np.random.default_rng(1)
+    xt = rng.standard_normal(x0.shape).astype(np.float32)
+    eps = rng.standard_normal(x0.shape).astype(np.float32)
+    betas = sched.betas[t]
+    abar = ref_derived(sched.betas)["alpha_bars"][t]
+    a = col(1 / np.sqrt(1 - betas)) * xt
+    b = col(1 / np.sqrt(1 - betas) * betas / np.sqrt(1 - abar)) * eps
+    f32(sched.p_mean(xt, t, eps).numpy(), a - b, scale=np.abs(a) + np.abs(b), what="p_mean")
+
+
+def test_p_mean_is_posterior_mean_at_predicted_x0(sched, batch, f32):
+    # eq. (10) -> (11): mu_tilde(x_t, x0_pred(x_t, eps)) == mu_theta(x_t, eps), in float64 numpy
+    x0, noise, t = batch
+    ref = ref_derived(sched.betas)
+    abar, c1, c2 = ref["alpha_bars"][t], ref["posterior_mean_coef1"][t], ref["posterior_mean_coef2"][t]
+    xt = (np.sqrt(col(abar)) * x0 + np.sqrt(1 - col(abar)) * noise).astype(np.float32)
+    x0_pred = (xt - np.sqrt(1 - col(abar)) * noise) / np.sqrt(col(abar))   # float64
+    mu_tilde = col(c1) * x0_pred + col(c2) * xt
+    got = sched.p_mean(xt, t, noise).numpy()
+    scale = col(1 / np.sqrt(1 - sched.betas[t])) * (np.abs(xt) + col(sched.eps_coef[t]) * np.abs(noise))
+    f32(got, mu_tilde, scale=scale, what="p_mean vs mu_tilde(x0_pred)")
+
+
+def test_rank2_inputs_and_scalar_t(f32):
+    s = linear_schedule(100)
+    rng = np.random.default_rng(2)
+    x0 = rng.standard_normal((3, 5)).astype(np.float32)
+    noise = rng.standard_normal((3, 5)).astype(np.float32)
+    xt = s.q_sample(x0, np.array([7, 7, 7]), noise)
+    assert xt.shape == (3, 5)
+    a, b = np.sqrt(s.alpha_bars[7]) * x0, np.sqrt(1 - s.alpha_bars[7]) * noise
+    f32(xt.numpy(), a + b, scale=np.abs(a) + np.abs(b))
+    np.testing.assert_array_equal(s.q_sample(x0, 7, noise).numpy(), xt.numpy())
+    np.testing.assert_array_equal(s.q_sample(x0, np.int64(7), noise).numpy(), xt.numpy())
+
+
+def test_gather_shapes():
+    s = linear_schedule(10)
+    g = s.gather("betas", tf.constant([0, 9]), ndim=4)
+    assert g.shape == (2, 1, 1, 1) and g.dtype == tf.float32
+    np.testing.assert_allclose(g.numpy().ravel(), [1e-4, 0.02], rtol=1e-6)
+    assert s.gather("betas", tf.constant(3)).shape == ()
+
+
+def test_methods_work_inside_tf_function(f32):
+    s = linear_schedule(50)
+
+    @tf.function
+    def f(x0, t, noise):
+        return s.q_sample(x0, t, noise)
+
+    x0 = np.ones((2, 8, 8, 1), np.float32)
+    noise = np.zeros_like(x0)
+    out = f(x0, tf.constant([0, 49]), noise).numpy()
+    f32(out[:, 0, 0, 0], np.sqrt([s.alpha_bars[0], s.alpha_bars[49]]))
+
+
+# ------------------------------------------------ closed form vs. the iterated chain
+@pytest.mark.parametrize("name", ["linear", "cosine"])
+def test_closed_form_matches_iterated_chain_monte_carlo(name):
+    """q(x_t|x_0) in closed form (eq. 4) vs. sampling q(x_s|x_{s-1}) (eq. 2) step by step.
+
+    N = 10,000 chains per starting value; each mean is checked within 5 standard errors
+    (sd/sqrt(N)) and each variance within 5 standard errors (var*sqrt(2/(N-1))). With a fixed
+    seed the test is deterministic; under the null a 5-SE miss has probability ~6e-7 per check.
+    """
+    s = SCHEDULES[name]()
+    rng = np.random.default_rng(1234)
+    x0 = np.array([-1.0, -0.3, 0.5, 1.0])
+    N = 10_000
+    check_at = {0, 9, 99, 499, 999}
+    x = np.repeat(x0[:, None], N, axis=1)
+    x0_t = tf.constant(x0[:, None], tf.float32)
+    for i in range(s.timesteps):
+        x = np.sqrt(1 - s.betas[i]) * x + np.sqrt(s.betas[i]) * rng.standard_normal(x.shape)
+        if i in check_at:
+            mean, var = s.q_mean_variance(x0_t, np.full(4, i, np.int32))
+            mean, var = mean.numpy()[:, 0].astype(np.float64), var.numpy()[:, 0].astype(np.float64)
+            emp_mean, emp_var = x.mean(axis=1), x.var(axis=1, ddof=1)
+            se_mean = np.sqrt(var / N)
+            se_var = var * np.sqrt(2.0 / (N - 1))
+            assert np.all(np.abs(emp_mean - mean) < 5 * se_mean + 1e-6), (i, emp_mean, mean)
+            assert np.all(np.abs(emp_var - var) < 5 * se_var + 1e-6), (i, emp_var, var)
+
+
+@pytest.mark.parametrize("name", ["linear", "cosine"])
+def test_closed_form_matches_moment_recursion(name):
+    """Exact moments of the iterated chain: m_t = sqrt(alpha_t) m_{t-1}, v_t = alpha_t v_{t-1} + beta_t."""
+    s = SCHEDULES[name]()
+    m, v = 1.0, 0.0
+    for i in range(s.timesteps):
+        m = np.sqrt(1 - s.betas[i]) * m
+        v = (1 - s.betas[i]) * v + s.betas[i]
+        assert m == pytest.approx(s.sqrt_alpha_bars[i], rel=1e-10)
+        assert v == pytest.approx(s.one_minus_alpha_bars[i], rel=1e-10, abs=1e-15)
+
+
+# --------------------------------------------------------- the posterior by Bayes' rule
+@pytest.mark.parametrize("name", ["linear", "cosine"])
+@pytest.mark.parametrize("t", [1, 2, 10, 300, 999])
+def test_posterior_matches_bayes_rule_on_a_grid(name, t, f32):
+    """q(x_{t-1}|x_t,x_0) ∝ q(x_t|x_{t-1}) q(x_{t-1}|x_0), normalised numerically (1-D).
+
+    The unnormalised density is evaluated on a grid of 200,001 points spanning both factors'
+    centres +- 12 sd (the posterior's sd is below both); mean and variance by the trapezoid rule,
+    whose error is far below float32 resolution.
+    """
+    s = SCHEDULES[name]()
+    b = s.betas[t]
+    abar_prev = np.prod(1 - s.betas[:t])          # alpha_bar_{t-1} (paper), recomputed
+    abar = abar_prev * (1 - b)
+    x0 = 0.6
+    xt = np.sqrt(abar) * x0 + np.sqrt(1 - abar) * (-0.8)   # a plausible x_t
+    # the two factors as functions of y = x_{t-1}
+    c_prior, sd_prior = np.sqrt(abar_prev) * x0, np.sqrt(1 - abar_prev)
+    c_lik, sd_lik = xt / np.sqrt(1 - b), np.sqrt(b / (1 - b))
+    # the posterior mean lies between the two centres and its sd is below both factors' sds
+    pad = 12 * min(sd_prior, sd_lik)
+    lo, hi = min(c_prior, c_lik) - pad, max(c_prior, c_lik) + pad
+    y = np.linspace(lo, hi, 200_001)
+    logp = (-(xt - np.sqrt(1 - b) * y) ** 2 / (2 * b)
+            - (y - c_prior) ** 2 / (2 * (1 - abar_prev)))
+    p = np.exp(logp - logp.max())
+    z = np.trapezoid(p, y)
+    mean = np.trapezoid(y * p, y) / z
+    var = np.trapezoid((y - mean) ** 2 * p, y) / z
+
+    got_mean, got_var = s.q_posterior(np.array([[x0]], np.float32), np.array([[xt]], np.float32),
+                                      np.array([t]))
+    f32(got_mean.numpy().ravel(), [mean], scale=abs(x0) + abs(xt), what="posterior mean")
+    np.testing.assert_allclose(got_var.numpy().ravel(), [var], rtol=1e-5)
+
+
+# --------------------------------------------------------------------- bad inputs
+@pytest.mark.parametrize("t, match", [
+    (np.array([-1, 0]), "out of range"),
+    (np.array([0, 1000]), "out of range"),
+    (np.array([0, 1, 2]), "batch size 2"),
+    (np.array([[0, 1]]), "shape"),
+    (np.array([0.0, 1.0]), "Cast it"),
+    (np.array([0.5, 1.0]), "integer"),
+    (np.array(["a", "b"]), "integer"),
+])
+def test_bad_t(t, match):
+    s = linear_schedule(1000)
+    x0 = np.zeros((2, 8, 8, 1), np.float32)
+    with pytest.raises(ValueError, match=match):
+        s.q_sample(x0, t, x0)
+
+
+def test_bad_shapes():
+    s = linear_schedule(100)
+    x0 = np.zeros((2, 8, 8, 1), np.float32)
+    t = np.array([1, 2])
+    with pytest.raises(ValueError, match="must match"):
+        s.q_sample(x0, t, np.zeros((2, 8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match="must match"):
+        s.q_posterior(x0, np.zeros((2, 4, 4, 1), np.float32), t)
+    with pytest.raises(ValueError, match="must match"):
+        s.predict_x0(x0, t, np.zeros((3, 8, 8, 1), np.float32))
+    with pytest.raises(ValueError, match="must match"):
+        s.p_mean(x0, t, np.zeros((2, 8, 8), np.float32))
+    with pytest.raises(ValueError, match="leading batch axis"):
+        s.q_mean_variance(np.float32(1.0), 0)
+
+
+@pytest.mark.parametrize("T", [0, -3])
+def test_timesteps_below_one(T):
+    with pytest.raises(ValueError, match=">= 1"):
+        linear_schedule(T)
+    with pytest.raises(ValueError, match=">= 1"):
+        cosine_schedule(T)
+
+
+@pytest.mark.parametrize("T", [2.5, 10.0, "10", True, None])
+def test_timesteps_not_an_integer(T):
+    with pytest.raises(ValueError, match="integer"):
+        linear_schedule(T)
+    with pytest.raises(ValueError, match="integer"):
+        cosine_schedule(T)
+
+
+@pytest.mark.parametrize("betas", [[0.1, 0.0], [0.1, 1.0], [0.1, -0.01], [0.2, 1.5],
+                                   [0.1, np.nan], [np.inf]])
+def test_betas_outside_open_unit_interval(betas):
+    with pytest.raises(ValueError, match=r"open interval \(0, 1\)"):
+        Schedule(betas)
+
+
+@pytest.mark.parametrize("betas", [[], [[0.1, 0.2]], 0.1])
+def test_betas_wrong_shape(betas):
+    with pytest.raises(ValueError, match="1-D"):
+        Schedule(betas)
+
+
+def test_bad_linear_and_cosine_arguments():
+    with pytest.raises(ValueError, match="must not exceed"):
+        linear_schedule(10, beta_start=0.02, beta_end=1e-4)
+    for start, end in [(0.0, 0.02), (1e-4, 1.0), (-1e-4, 0.02)]:
+        with pytest.raises(ValueError, match=r"\(0, 1\)"):
+            linear_schedule(10, beta_start=start, beta_end=end)
+    with pytest.raises(ValueError, match="s must be"):
+        cosine_schedule(10, s=-0.1)
+    for mb in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="max_beta"):
+            cosine_schedule(10, max_beta=mb)
