@@ -27,6 +27,8 @@ def main():
     meta = read_npz(path)["meta"]
     with open(os.path.join(args.checkpoint_dir, "train_config.json")) as f:
         cfg = json.load(f)
+    if cfg.get("data_npz"):
+        cfg["data_npz"] = os.path.basename(cfg["data_npz"])   # no machine paths in the repo
     hist = meta["history"]
     # `time` restarts at every (re)started fit(): add up the sessions.
     wall, prev = 0.0, 0.0
