@@ -13,17 +13,12 @@ from ddpm_lib.losses import (loss_weights, normal_kl, prior_kl, reverse_variance
 from ddpm_lib.schedule import cosine_schedule, linear_schedule
 
 
+from reference_formulas import ref_alpha_bars  # noqa: E402
+
+
 def ref_kl(m1, v1, m2, v2):
     m1, v1, m2, v2 = (np.asarray(a, np.float64) for a in (m1, v1, m2, v2))
     return 0.5 * np.log(v2 / v1) + (v1 + (m1 - m2) ** 2) / (2 * v2) - 0.5
-
-
-def ref_alpha_bars(betas):
-    out, prod = [], 1.0
-    for b in betas:
-        prod *= 1.0 - b
-        out.append(prod)
-    return np.array(out)
 
 
 @pytest.fixture(scope="module", params=["linear", "cosine"])

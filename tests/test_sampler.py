@@ -12,12 +12,7 @@ from ddpm_lib.sampler import ddim_step, ddpm_step, sample, sampling_timesteps
 from ddpm_lib.schedule import linear_schedule
 
 
-def abars_of(betas):
-    out, prod = [], 1.0
-    for b in betas:
-        prod *= 1.0 - b
-        out.append(prod)
-    return np.array(out)
+from reference_formulas import ref_alpha_bars as abars_of  # noqa: E402
 
 
 def tilde_of(betas):

@@ -26,16 +26,14 @@ def ref_cosine_betas(T, s=0.008, max_beta=0.999):
     return np.minimum(1.0 - abar[1:] / abar[:-1], max_beta)
 
 
+from reference_formulas import ref_alpha_bars  # noqa: E402
+
+
 def ref_derived(betas):
     """Every derived quantity, from betas, with explicit loops (no cumprod)."""
     betas = np.asarray(betas, np.float64)
-    T = len(betas)
     alphas = 1.0 - betas
-    abar = np.empty(T)
-    prod = 1.0
-    for i in range(T):
-        prod *= alphas[i]
-        abar[i] = prod
+    abar = ref_alpha_bars(betas)
     abar_prev = np.array([1.0] + list(abar[:-1]))
     return dict(
         alphas=alphas, alpha_bars=abar, alpha_bars_prev=abar_prev,
