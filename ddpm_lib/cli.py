@@ -66,6 +66,8 @@ def _sample_parser(sub):
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: all T)")
     p.add_argument("--eta", type=float, default=0.0)
     p.add_argument("--variance", default="posterior", choices=["posterior", "beta"])
+    p.add_argument("--clip-x0", action="store_true",
+                   help="clip the predicted x_0 to [-1, 1] in every step (as Ho et al.'s code)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--out", default="samples.png", help="grid image (.png) or raw arrays (.npz)")
@@ -206,7 +208,8 @@ def cmd_sample(args):
     shape = (args.n, args.image_size, args.image_size, model.image_channels)
     t0 = time.perf_counter()
     out = sample(model, schedule, shape, method=args.method, steps=args.steps, eta=args.eta,
-                 seed=args.seed, variance=args.variance, return_trajectory=bool(args.gif))
+                 seed=args.seed, variance=args.variance, return_trajectory=bool(args.gif),
+                 clip_x0=args.clip_x0)
     x0, traj = out if args.gif else (out, None)
     dt = time.perf_counter() - t0
     if args.out.endswith(".npz"):

@@ -48,19 +48,28 @@ def _check_same_shape(ref, **others):
             raise ValueError(f"{name} has shape {tuple(x.shape)} but x_t has {tuple(ref.shape)}.")
 
 
-def ddpm_step(schedule, x_t, t, eps, noise, variance="posterior"):
+def ddpm_step(schedule, x_t, t, eps, noise, variance="posterior", clip_x0=False):
     """One step of Algorithm 2: x_{t-1} = mu_theta(x_t, t) + sigma_t z, with z = 0 at the last step.
 
     mu_theta = 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alpha_bar_t) eps), eq. (11).
     sigma_t^2 is ``posterior_variance`` (beta_tilde_t, ``"posterior"``) or ``betas``
     (``"beta"``), the two choices of Sec. 3.2. ``t`` is a code index shared by the batch;
     at ``t == 0`` (paper t = 1) no noise is added and ``noise`` may be ``None``.
+
+    ``clip_x0=True`` does what Ho et al.'s code does (``clip_denoised``): predict
+    x0 = ``schedule.predict_x0(x_t, t, eps)``, clip it to [-1, 1], and take the posterior mean
+    mu_tilde(x0, x_t) of eq. (7). Without clipping this is exactly eq. (11) (chapter 3 shows
+    the algebra); with it, the mean never points outside the data range.
     """
     sigma2 = reverse_variance(schedule, variance)
     t = _scalar_t(schedule, t)
     x_t = _as_float(x_t, "x_t")
     eps = _as_float(eps, "eps")
-    mean = schedule.p_mean(x_t, t, eps)
+    if clip_x0:
+        x0_pred = tf.clip_by_value(schedule.predict_x0(x_t, t, eps), -1.0, 1.0)
+        mean, _ = schedule.q_posterior(x0_pred, x_t, t)
+    else:
+        mean = schedule.p_mean(x_t, t, eps)
     if noise is None:
         if not tf.is_symbolic_tensor(t) and int(t) > 0:
             raise ValueError(f"noise is required at t={int(t)} > 0 (only t == 0 adds no noise).")
@@ -72,7 +81,7 @@ def ddpm_step(schedule, x_t, t, eps, noise, variance="posterior"):
     return mean + sigma * noise
 
 
-def ddim_step(schedule, x_t, t, t_prev, eps, eta=0.0, noise=None):
+def ddim_step(schedule, x_t, t, t_prev, eps, eta=0.0, noise=None, clip_x0=False):
     """One generalized DDIM step from code time ``t`` to ``t_prev < t`` (Song et al. 2020, eq. 12).
 
     x_prev = sqrt(a_prev) x0_pred + sqrt(1 - a_prev - sigma^2) eps + sigma z,
@@ -80,6 +89,9 @@ def ddim_step(schedule, x_t, t, t_prev, eps, eta=0.0, noise=None):
     sigma = eta sqrt((1 - a_prev) / (1 - a_t)) sqrt(1 - a_t / a_prev),
     where a = alpha_bar. ``t_prev < 0`` means a_prev = 1 (the final step, to x_0).
     ``eta = 0`` is deterministic DDIM; ``eta = 1`` has the variance of DDPM's posterior.
+
+    ``clip_x0=True`` clips x0_pred to [-1, 1] and recomputes eps from the clipped x0
+    (``schedule.predict_eps``), so both terms of the update agree with each other.
     """
     t = _scalar_t(schedule, t)
     t_prev = _scalar_t(schedule, t_prev, name="t_prev", allow_negative=True)
@@ -101,6 +113,9 @@ def ddim_step(schedule, x_t, t, t_prev, eps, eta=0.0, noise=None):
     c_eps = tf.cast(tf.sqrt(tf.maximum(1.0 - a_prev - sigma ** 2, 0.0)), tf.float32)
 
     x0_pred = schedule.predict_x0(x_t, t, eps)
+    if clip_x0:
+        x0_pred = tf.clip_by_value(x0_pred, -1.0, 1.0)
+        eps = schedule.predict_eps(x_t, t, x0_pred)
     x_prev = c_x0 * x0_pred + c_eps * eps
     if noise is None:
         if isinstance(eta, (int, float)) and eta > 0:
@@ -148,13 +163,14 @@ def _schedule_key(schedule):
 
 
 def sample(model, schedule, shape, method="ddpm", steps=None, eta=0.0, seed=None,
-           return_trajectory=False, variance="posterior", jit_compile=False):
+           return_trajectory=False, variance="posterior", jit_compile=False, clip_x0=False,
+           x_T=None):
     """Generate images by running the reverse process from x_T ~ N(0, I).
 
     Args:
         model: called as ``model(x_t, t)`` with ``t`` int32 of shape (batch,); returns eps.
         schedule: the :class:`~ddpm_lib.schedule.Schedule` the model was trained with.
-        shape: ``(batch, height, width, channels)``.
+        shape: ``(batch, height, width, channels)``; may be ``None`` when ``x_T`` is given.
         method: ``"ddpm"`` (Algorithm 2, every step) or ``"ddim"``.
         steps: number of model calls; ``None`` means all T. DDPM always uses all T.
         eta: DDIM's stochasticity (0 = deterministic); ignored by DDPM.
@@ -163,12 +179,24 @@ def sample(model, schedule, shape, method="ddpm", steps=None, eta=0.0, seed=None
             starting with x_T.
         variance: DDPM's sigma_t^2, ``"posterior"`` (beta_tilde) or ``"beta"``.
         jit_compile: compile the loop with XLA. XLA's random-number kernels derive another
-            stream from the same seed, so XLA samples are reproducible among themselves but
-            differ from non-XLA samples of the same seed.
+            stream from the same seed for the per-step noise, so stochastic XLA samples are
+            reproducible among themselves but differ from non-XLA samples of the same seed.
+        clip_x0: clip the predicted x_0 to [-1, 1] in every step (see ``ddpm_step`` and
+            ``ddim_step``); ``False`` is the plain formula of the papers.
+        x_T: start from this tensor instead of drawing x_T from ``seed`` (DDIM with eta = 0
+            is then a deterministic map x_T -> x_0, used for interpolation in chapter 8).
+            The seed still drives the per-step noise.
 
     Returns:
         x_0 as a float32 tensor in (about) [-1, 1]; with ``return_trajectory``, ``(x_0, trajectory)``.
     """
+    if x_T is not None:
+        x_T = _as_float(x_T, "x_T")
+        if shape is None:
+            shape = tuple(x_T.shape)
+        elif tuple(x_T.shape) != tuple(shape):
+            raise ValueError(f"x_T has shape {tuple(x_T.shape)} but shape is {tuple(shape)}; "
+                             "they must match (or pass shape=None).")
     shape = _check_shape(shape, model)
     if method not in ("ddpm", "ddim"):
         raise ValueError(f'method must be "ddpm" or "ddim"; got {method!r}.')
@@ -186,15 +214,20 @@ def sample(model, schedule, shape, method="ddpm", steps=None, eta=0.0, seed=None
         raise ValueError(f"seed must be an integer or None; got {seed!r}.")
 
     key = (_schedule_key(schedule), shape, method, ts.tobytes(), float(eta), variance,
-           bool(return_trajectory), bool(jit_compile))
+           bool(return_trajectory), bool(jit_compile), bool(clip_x0))
     try:
         per_model = _CACHE.setdefault(model, {})
     except TypeError:            # a model that cannot be weak-referenced: no cache
         per_model = {}
     if key not in per_model:
         per_model[key] = _build_loop(model, schedule, shape, method, ts, ts_prev, float(eta),
-                                     variance, bool(return_trajectory), bool(jit_compile))
-    x0, traj = per_model[key](tf.constant(int(seed), tf.int64))
+                                     variance, bool(return_trajectory), bool(jit_compile),
+                                     bool(clip_x0))
+    seed = tf.constant(int(seed), tf.int64)
+    if x_T is None:
+        x_T = tf.random.stateless_normal(shape, seed=tf.stack([seed, tf.constant(0, tf.int64)]),
+                                         alg="philox")
+    x0, traj = per_model[key](seed, x_T)
     return (x0, traj) if return_trajectory else x0
 
 
@@ -213,13 +246,12 @@ def _check_shape(shape, model):
     return shape
 
 
-def _build_loop(model, schedule, shape, method, ts, ts_prev, eta, variance, trajectory, jit):
+def _build_loop(model, schedule, shape, method, ts, ts_prev, eta, variance, trajectory, jit,
+                clip_x0):
     n = len(ts)
     batch = shape[0]
 
-    def run(seed):
-        x = tf.random.stateless_normal(shape, seed=tf.stack([seed, tf.constant(0, tf.int64)]),
-                                     alg="philox")
+    def run(seed, x):
         ts_c = tf.constant(ts)
         ts_prev_c = tf.constant(ts_prev)
         traj = tf.TensorArray(tf.float32, size=n + 1 if trajectory else 1)
@@ -230,9 +262,10 @@ def _build_loop(model, schedule, shape, method, ts, ts_prev, eta, variance, traj
             noise = tf.random.stateless_normal(
                 shape, seed=tf.stack([seed, tf.cast(i, tf.int64) + 1]), alg="philox")
             if method == "ddpm":
-                x = ddpm_step(schedule, x, t, eps, noise, variance=variance)
+                x = ddpm_step(schedule, x, t, eps, noise, variance=variance, clip_x0=clip_x0)
             else:
-                x = ddim_step(schedule, x, t, ts_prev_c[i], eps, eta=eta, noise=noise)
+                x = ddim_step(schedule, x, t, ts_prev_c[i], eps, eta=eta, noise=noise,
+                              clip_x0=clip_x0)
             if trajectory:
                 traj = traj.write(i + 1, x)
         return x, traj.stack()

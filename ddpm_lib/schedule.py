@@ -154,6 +154,16 @@ class Schedule:
         return (self.gather("sqrt_recip_alpha_bars", t, nd) * x_t
                 - self.gather("sqrt_recipm1_alpha_bars", t, nd) * eps)
 
+    def predict_eps(self, x_t, t, x0):
+        """The noise from x_t and x_0, eq. (4) solved for eps: the inverse of ``predict_x0``.
+
+        eps = (x_t / sqrt(alpha_bar_t) - x_0) / sqrt(1 / alpha_bar_t - 1)
+        """
+        t, x_t, x0 = self._prepare(t, x_t, x0, names=("x_t", "x0"))
+        nd = x_t.shape.rank
+        return ((self.gather("sqrt_recip_alpha_bars", t, nd) * x_t - x0)
+                / self.gather("sqrt_recipm1_alpha_bars", t, nd))
+
     # ------------------------------------------------------------- posterior
     def q_posterior(self, x0, x_t, t):
         """Mean and variance of q(x_{t-1} | x_t, x_0), eqs. (6)-(7).

@@ -31,12 +31,31 @@ def ref_ddpm(betas, x, t, eps, z, variance):
     return a - c + noise, np.abs(a) + np.abs(c) + np.abs(noise)
 
 
-def ref_ddim(betas, x, t, t_prev, eps, eta, z):
+def ref_ddpm_clipped(betas, x, t, eps, z, variance):
+    """Ho et al.'s clip_denoised: x0 = clip((x - sqrt(1-abar) eps)/sqrt(abar)), then mu_tilde, eq. (7)."""
+    abar = abars_of(betas)
+    prev = abar[t - 1] if t > 0 else 1.0
+    b = betas[t]
+    x0_terms = (np.abs(x) + np.sqrt(1 - abar[t]) * np.abs(eps)) / np.sqrt(abar[t])
+    x0 = np.clip((x - np.sqrt(1 - abar[t]) * eps) / np.sqrt(abar[t]), -1, 1)
+    coef1 = np.sqrt(prev) * b / (1 - abar[t])
+    c1 = coef1 * x0
+    c2 = np.sqrt(1 - b) * (1 - prev) / (1 - abar[t]) * x
+    sigma2 = tilde_of(betas)[t] if variance == "posterior" else b
+    noise = np.sqrt(sigma2) * z if t > 0 else 0.0 * z
+    # rounding scale: the terms of x0_pred (before clipping), the mean terms and the noise
+    return c1 + c2 + noise, coef1 * x0_terms + np.abs(c2) + np.abs(noise)
+
+
+def ref_ddim(betas, x, t, t_prev, eps, eta, z, clip_x0=False):
     abar = abars_of(betas)
     a_t = abar[t]
     a_prev = abar[t_prev] if t_prev >= 0 else 1.0
     sigma = eta * np.sqrt((1 - a_prev) / (1 - a_t)) * np.sqrt(1 - a_t / a_prev)
     x0 = (x - np.sqrt(1 - a_t) * eps) / np.sqrt(a_t)
+    if clip_x0:
+        x0 = np.clip(x0, -1, 1)
+        eps = (x - np.sqrt(a_t) * x0) / np.sqrt(1 - a_t)
     c_eps = np.sqrt(max(1 - a_prev - sigma ** 2, 0.0))
     out = np.sqrt(a_prev) * x0 + c_eps * eps + sigma * z
     scale = (np.sqrt(a_prev / a_t) * (np.abs(x) + np.sqrt(1 - a_t) * np.abs(eps))
@@ -80,6 +99,31 @@ def test_ddpm_step_by_hand(sched, xs, t, variance, f32):
     assert got.dtype == tf.float32 and got.shape == x.shape
     ref, scale = ref_ddpm(sched.betas, x.astype(np.float64), t, eps, z, variance)
     f32(got.numpy(), ref, scale=scale, what=f"ddpm_step t={t} {variance}")
+
+
+@pytest.mark.parametrize("variance", ["posterior", "beta"])
+@pytest.mark.parametrize("t", [0, 1, 10, 19])
+def test_ddpm_step_clip_x0_by_hand(sched, xs, t, variance, f32):
+    x, eps, z = xs
+    x = 3 * x                                 # so that some predicted x0 fall outside [-1, 1]
+    x0 = sched.predict_x0(x, t, eps).numpy()
+    assert np.any(np.abs(x0) > 1)
+    got = ddpm_step(sched, x, t, eps, z, variance=variance, clip_x0=True)
+    ref, scale = ref_ddpm_clipped(sched.betas, x.astype(np.float64), t, eps, z, variance)
+    f32(got.numpy(), ref, scale=scale, what=f"ddpm_step clip_x0 t={t} {variance}")
+    plain = ddpm_step(sched, x, t, eps, z, variance=variance).numpy()
+    assert np.max(np.abs(plain - got.numpy())) > 1e-3       # clipping changed something
+
+
+def test_ddpm_step_clip_x0_in_range_is_eq11(sched, xs, f32):
+    """When x0_pred already lies in [-1, 1], clipping does nothing and mu_tilde(x0_pred, x_t) is
+    eq. (11): the algebra of chapter 3, checked in float32."""
+    x, eps, z = xs
+    t = 12
+    x_small = sched.q_sample(np.tanh(x) * 0.9, t, eps).numpy()
+    a = ddpm_step(sched, x_small, t, eps, z, clip_x0=True).numpy()
+    b = ddpm_step(sched, x_small, t, eps, z).numpy()
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_ddpm_step_no_noise_at_t0(sched, xs, f32):
@@ -132,6 +176,19 @@ def test_ddim_step_by_hand(sched, xs, t, t_prev, eta, f32):
     got = ddim_step(sched, x, t, t_prev, eps, eta=eta, noise=z)
     ref, scale, _ = ref_ddim(sched.betas, x.astype(np.float64), t, t_prev, eps, eta, z)
     f32(got.numpy(), ref, scale=scale, what=f"ddim t={t}->{t_prev} eta={eta}")
+
+
+@pytest.mark.parametrize("t, t_prev, eta", [(19, 9, 0.0), (10, 3, 1.0), (5, -1, 0.0), (1, 0, 0.5)])
+def test_ddim_step_clip_x0_by_hand(sched, xs, t, t_prev, eta, f32):
+    x, eps, z = xs
+    x = 3 * x
+    got = ddim_step(sched, x, t, t_prev, eps, eta=eta, noise=z, clip_x0=True)
+    ref, scale, _ = ref_ddim(sched.betas, x.astype(np.float64), t, t_prev, eps, eta, z, clip_x0=True)
+    # recomputing eps from the clipped x0 divides by sqrt(1 - alpha_bar_t): widen the scale
+    f32(got.numpy(), ref, scale=scale + np.abs(x) / np.sqrt(1 - abars_of(sched.betas)[t]),
+        what=f"ddim_step clip_x0 t={t}")
+    if t_prev < 0:                              # the last step returns the clipped x0 itself
+        assert np.all(np.abs(got.numpy()) <= 1.0)
 
 
 def test_ddim_to_x0_is_predict_x0(sched, xs, f32):
@@ -226,7 +283,8 @@ def test_sampling_timesteps_bad_steps(steps):
 
 
 # -------------------------------------------------------------------------- sample()
-def ref_chain(model, betas, shape, seed, method, steps=None, eta=0.0, variance="posterior"):
+def ref_chain(model, betas, shape, seed, method, steps=None, eta=0.0, variance="posterior",
+              clip_x0=False):
     """Algorithm 2 / DDIM in float64 numpy, fed the same stateless noise as ``sample``."""
     T = len(betas)
     ts, ts_prev = sampling_timesteps(T, steps)
@@ -240,9 +298,10 @@ def ref_chain(model, betas, shape, seed, method, steps=None, eta=0.0, variance="
         eps = model.np(x, t)
         z = normal(i + 1)
         if method == "ddpm":
-            x, _ = ref_ddpm(betas, x, t, eps, z, variance)
+            step = ref_ddpm_clipped if clip_x0 else ref_ddpm
+            x, _ = step(betas, x, t, eps, z, variance)
         else:
-            x, _, _ = ref_ddim(betas, x, t, tp, eps, eta, z)
+            x, _, _ = ref_ddim(betas, x, t, tp, eps, eta, z, clip_x0=clip_x0)
         traj.append(x)
     return x, np.stack(traj)
 
@@ -267,6 +326,36 @@ def test_sample_matches_numpy_chain(model, sched, method, steps, eta, variance):
     assert traj.shape == (n + 1, *shape)
     np.testing.assert_allclose(x0.numpy(), ref_x0, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(traj.numpy(), ref_traj, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("method, steps, eta", [("ddpm", None, 0.0), ("ddim", 5, 0.0),
+                                                ("ddim", 5, 1.0)])
+def test_sample_clip_x0_matches_numpy_chain(model, sched, method, steps, eta):
+    shape = (3, 4, 4, 1)
+    x0 = sample(model, sched, shape, method=method, steps=steps, eta=eta, seed=2, clip_x0=True)
+    ref_x0, _ = ref_chain(model, sched.betas, shape, 2, method, steps, eta, clip_x0=True)
+    np.testing.assert_allclose(x0.numpy(), ref_x0, rtol=1e-4, atol=1e-4)
+    # the last step lands on a clipped x0 (DDIM) or on mu_tilde at paper t = 1, which is x0
+    assert np.all(np.abs(x0.numpy()) <= 1.0 + 1e-6)
+    plain = sample(model, sched, shape, method=method, steps=steps, eta=eta, seed=2)
+    assert np.max(np.abs(plain.numpy())) > 1.0           # without clipping this model overshoots
+
+
+def test_sample_from_given_x_T(model, sched):
+    shape = (2, 4, 4, 1)
+    x_T = tf.random.stateless_normal(shape, seed=[7, 0], alg="philox")
+    a = sample(model, sched, shape, method="ddim", steps=5, seed=7).numpy()
+    b = sample(model, sched, None, method="ddim", steps=5, seed=7, x_T=x_T).numpy()
+    np.testing.assert_array_equal(a, b)            # the seed's own x_T gives the same images
+    c = sample(model, sched, shape, method="ddim", steps=5, seed=7, x_T=2 * x_T.numpy()).numpy()
+    assert np.max(np.abs(a - c)) > 0.1
+    x0, traj = sample(model, sched, None, method="ddim", steps=5, seed=0, x_T=x_T,
+                      return_trajectory=True)
+    np.testing.assert_array_equal(traj.numpy()[0], x_T.numpy())
+    with pytest.raises(ValueError, match="x_T has shape"):
+        sample(model, sched, (3, 4, 4, 1), method="ddim", steps=5, x_T=x_T)
+    with pytest.raises(ValueError, match="x_T must be a float"):
+        sample(model, sched, None, x_T=np.zeros(shape, np.int32))
 
 
 def test_sample_reproducible_and_seeded(model, sched):

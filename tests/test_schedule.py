@@ -166,6 +166,19 @@ def test_predict_x0(sched, batch, f32):
     f32(pred, x0, scale=np.abs(a) + np.abs(b), rtol=4e-6, what="predict_x0(q_sample)")
 
 
+def test_predict_eps(sched, batch, f32):
+    x0, noise, t = batch
+    xt = sched.q_sample(x0, t, noise).numpy()
+    abar = ref_derived(sched.betas)["alpha_bars"][t]
+    a, b = col(1 / np.sqrt(abar)) * xt, x0
+    c = col(np.sqrt(1 / abar - 1))
+    eps = sched.predict_eps(xt, t, x0).numpy()
+    f32(eps, (a - b) / c, scale=(np.abs(a) + np.abs(b)) / c, what="predict_eps")
+    # it inverts predict_x0 exactly up to rounding
+    x0_back = sched.predict_x0(xt, t, eps).numpy()
+    f32(x0_back, x0, scale=np.abs(a) + np.abs(b), rtol=4e-6, what="predict_x0(predict_eps)")
+
+
 def test_q_posterior(sched, batch, f32):
     x0, noise, t = batch
     xt = sched.q_sample(x0, t, noise).numpy()
