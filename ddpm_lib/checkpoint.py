@@ -105,8 +105,12 @@ def export_weights(model, schedule, path, dtype="float16", extra=None):
     return atomic_savez(path, arrays)
 
 
-def load_weights(path, image_size=32):
-    """Build the model saved by :func:`export_weights` and return ``(model, schedule)`` in float32."""
+def load_weights(path, image_size=32, dtype=None):
+    """Build the model saved by :func:`export_weights` and return ``(model, schedule)``.
+
+    The weights are float32. ``dtype`` is the model's Keras dtype policy: ``None`` (float32), or
+    e.g. ``"mixed_bfloat16"`` to compute in bfloat16 with the same float32 weights.
+    """
     from .unet import UNet
     data = read_npz(path)
     meta = data["meta"]
@@ -115,7 +119,7 @@ def load_weights(path, image_size=32):
                          f"{meta.get('format')!r}, class {meta.get('model_class')!r}).")
     config = dict(meta["model_config"])
     try:
-        model = UNet(**config)
+        model = UNet(**config, dtype=dtype)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path!r} has a model config this ddpm_lib cannot build: {config} ({e})") from None
     model.build_for(image_size)

@@ -14,12 +14,16 @@ __all__ = ["load_reference", "REFERENCE_FILE"]
 REFERENCE_FILE = "fashion_mnist_unet32.npz"
 
 
-def load_reference():
-    """Load the shipped reference model; returns ``(model, schedule)``."""
+def load_reference(dtype=None):
+    """Load the shipped reference model; returns ``(model, schedule)``.
+
+    ``dtype=None`` computes in float32; ``"mixed_bfloat16"`` or ``"mixed_float16"`` keep the
+    float32 weights and compute in half precision (the evaluation chapter measures the effect).
+    """
     ref = resources.files("ddpm_lib") / "assets" / "reference" / REFERENCE_FILE
     with resources.as_file(ref) as path:
         if not path.exists():
             raise FileNotFoundError(
                 f"the reference weights {REFERENCE_FILE} are missing from this installation of "
                 "ddpm_lib (assets/reference/); reinstall the package.")
-        return load_weights(path, image_size=32)
+        return load_weights(path, image_size=32, dtype=dtype)
