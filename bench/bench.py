@@ -1,7 +1,7 @@
 """Benchmarks: training throughput, achieved FLOP/s, sampler speed, and mixed precision.
 
     python bench/bench.py                 # everything, a few minutes on 2 CPU cores
-    python bench/bench.py --only sampler  # one section: train, bf16, sampler, ddim
+    python bench/bench.py --only sampler  # one section: train, bf16, sampler, xla, ddim
     python bench/bench.py --out bench/results/my-machine.json
 
 Every comparison is a ratio of two numbers measured in the same run, on the same machine, one
@@ -99,9 +99,17 @@ def time_sampler(model, batch, steps):
     return compiled * 1e3, eager * 1e3
 
 
+def time_sample_call(model, schedule, shape, **kw):
+    """Seconds per sampling step of the compiled loop (the first call traces and is not timed)."""
+    sample(model, schedule, shape, seed=0, **kw)
+    t0 = time.perf_counter()
+    sample(model, schedule, shape, seed=1, **kw)
+    return (time.perf_counter() - t0) / schedule.timesteps
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--only", choices=["train", "bf16", "sampler", "ddim"])
+    p.add_argument("--only", choices=["train", "bf16", "sampler", "xla", "ddim"])
     p.add_argument("--batch", type=int, default=32, help="training batch size")
     p.add_argument("--train-steps", type=int, default=6)
     p.add_argument("--out", default=None, help="write the results as JSON here")
@@ -130,6 +138,15 @@ def main(argv=None):
         out["bf16"] = {"model": "reference UNet", "float32_images_per_s": f32,
                        "mixed_bfloat16_images_per_s": bf16, "speedup": bf16 / f32,
                        "loss_float32": loss32, "loss_bfloat16": loss16}
+        # sampling, same weights: float32 against bfloat16 compute
+        m32 = UNet(**kw).build_for(32)
+        m16 = UNet(dtype="mixed_bfloat16", **kw).build_for(32)
+        m16.set_weights(m32.get_weights())
+        small, shape = linear_schedule(20), (64, 32, 32, 1)
+        s32 = time_sample_call(m32, small, shape)
+        s16 = time_sample_call(m16, small, shape)
+        out["bf16"].update({"sample_batch": 64, "sample_float32_ms_per_step": s32 * 1e3,
+                            "sample_bfloat16_ms_per_step": s16 * 1e3, "sample_speedup": s32 / s16})
         print(json.dumps(out["bf16"]), flush=True)
 
     if args.only in (None, "sampler"):
@@ -140,6 +157,19 @@ def main(argv=None):
             row = {"batch": batch, "compiled_ms_per_step": comp, "eager_numpy_ms_per_step": eager,
                    "speedup": eager / comp}
             out["sampler"].append(row)
+            print(json.dumps(row), flush=True)
+
+    if args.only in (None, "xla"):
+        model = UNet(base_channels=32, attention="origin").build_for(32)
+        small = linear_schedule(20)
+        out["xla"] = []
+        for batch in (1, 64):
+            shape = (batch, 32, 32, 1)
+            plain = time_sample_call(model, small, shape)
+            xla = time_sample_call(model, small, shape, jit_compile=True)
+            row = {"batch": batch, "tf_function_ms_per_step": plain * 1e3,
+                   "xla_ms_per_step": xla * 1e3, "xla_speedup": plain / xla}
+            out["xla"].append(row)
             print(json.dumps(row), flush=True)
 
     if args.only in (None, "ddim"):
