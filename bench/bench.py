@@ -88,9 +88,9 @@ def eager_numpy_sample(model, schedule, shape, seed=0):
 def time_sampler(model, batch, steps):
     schedule = linear_schedule(steps)                  # per-step cost does not depend on T
     shape = (batch, 32, 32, 1)
-    sample(model, schedule, shape, seed=0)             # trace
+    sample(model, schedule, shape, seed=0).numpy()     # trace
     t0 = time.perf_counter()
-    sample(model, schedule, shape, seed=1)
+    sample(model, schedule, shape, seed=1).numpy()     # .numpy(): wait for the device
     compiled = (time.perf_counter() - t0) / steps
     eager_numpy_sample(model, schedule, shape)         # warm up eager kernels
     t0 = time.perf_counter()
@@ -101,9 +101,9 @@ def time_sampler(model, batch, steps):
 
 def time_sample_call(model, schedule, shape, **kw):
     """Seconds per sampling step of the compiled loop (the first call traces and is not timed)."""
-    sample(model, schedule, shape, seed=0, **kw)
+    sample(model, schedule, shape, seed=0, **kw).numpy()
     t0 = time.perf_counter()
-    sample(model, schedule, shape, seed=1, **kw)
+    sample(model, schedule, shape, seed=1, **kw).numpy()      # .numpy(): wait for the device
     return (time.perf_counter() - t0) / schedule.timesteps
 
 
@@ -176,14 +176,14 @@ def main(argv=None):
         model = UNet(base_channels=32, attention="origin").build_for(32)
         schedule = linear_schedule(1000)
         shape = (64, 32, 32, 1)
-        sample(model, schedule, shape, method="ddim", steps=50, seed=0)      # trace
+        sample(model, schedule, shape, method="ddim", steps=50, seed=0).numpy()      # trace
         t0 = time.perf_counter()
-        sample(model, schedule, shape, method="ddim", steps=50, seed=1)
+        sample(model, schedule, shape, method="ddim", steps=50, seed=1).numpy()
         ddim50 = time.perf_counter() - t0
         small = linear_schedule(20)
-        sample(model, small, shape, seed=0)
+        sample(model, small, shape, seed=0).numpy()
         t0 = time.perf_counter()
-        sample(model, small, shape, seed=1)
+        sample(model, small, shape, seed=1).numpy()
         per_step = (time.perf_counter() - t0) / 20
         out["ddim"] = {"batch": 64, "ddim50_s": ddim50, "ddpm1000_s_estimated": per_step * 1000,
                        "ratio": per_step * 1000 / ddim50,

@@ -118,6 +118,13 @@ def load_weights(path, image_size=32, dtype=None):
         raise ValueError(f"{path!r} is not a ddpm_lib UNet weights file (meta format "
                          f"{meta.get('format')!r}, class {meta.get('model_class')!r}).")
     config = dict(meta["model_config"])
+    if dtype is not None:
+        import keras
+        try:
+            keras.DTypePolicy(dtype)
+        except (TypeError, ValueError):
+            raise ValueError(f"dtype must be None or a Keras dtype policy name such as "
+                             f"'float32' or 'mixed_bfloat16'; got {dtype!r}.") from None
     try:
         model = UNet(**config, dtype=dtype)
     except (TypeError, ValueError) as e:

@@ -59,7 +59,7 @@ def ddpm_step(schedule, x_t, t, eps, noise, variance="posterior", clip_x0=False)
     ``clip_x0=True`` does what Ho et al.'s code does (``clip_denoised``): predict
     x0 = ``schedule.predict_x0(x_t, t, eps)``, clip it to [-1, 1], and take the posterior mean
     mu_tilde(x0, x_t) of eq. (7). Without clipping this is exactly eq. (11) (chapter 3 shows
-    the algebra); with it, the mean never points outside the data range.
+    the algebra); with it, the x0 that the step moves towards stays in [-1, 1].
     """
     sigma2 = reverse_variance(schedule, variance)
     t = _scalar_t(schedule, t)

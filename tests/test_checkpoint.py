@@ -208,3 +208,12 @@ def test_export_bad_arguments(tiny_unet, tiny_eps_cls, tmp_path):
     with pytest.raises(ValueError, match="no weights yet"):
         export_weights(tiny_eps_cls(), s, tmp_path / "y.npz")
     assert not (tmp_path / "x.npz").exists() and not (tmp_path / "y.npz").exists()
+
+
+def test_load_weights_dtype(exported):
+    _, p16, _ = exported
+    model, _ = load_weights(p16, dtype="mixed_bfloat16")
+    assert model.dtype_policy.name == "mixed_bfloat16"
+    assert all(w.dtype == np.float32 for w in model.get_weights())
+    with pytest.raises(ValueError, match="dtype must be None or a Keras dtype policy"):
+        load_weights(p16, dtype="float-ish")

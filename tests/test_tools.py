@@ -34,6 +34,14 @@ def test_strip_removes_only_tensorflow_startup_lines():
     assert audit(nb) == ["cell 1: stderr 'a real warning\\n'"]
 
 
+def test_strip_keeps_other_log_lines():
+    runtime = "W0000 00:00:1795566699.27 2998 bfc_allocator.cc:310] Allocator ran out of memory\n"
+    nb = notebook(dict(output_type="stream", name="stderr", text=STARTUP + runtime))
+    assert strip_tf_startup(nb) == 4
+    assert nb.cells[1].outputs[0].text == runtime
+    assert len(audit(nb)) == 1
+
+
 def test_audit_reports_errors_and_machine_paths():
     nb = notebook(dict(output_type="stream", name="stdout", text="saved to /tmp/x.gif\n"),
                   dict(output_type="error", ename="ValueError", evalue="bad", traceback=[]),
