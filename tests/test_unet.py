@@ -116,3 +116,19 @@ def test_bad_inputs(tiny_unet, x_shape, t, match):
 def test_bad_constructor_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         UNet(**kwargs)
+
+
+def test_output_is_blind_to_the_scale_of_x(tiny_unet):
+    """Errata 19 / chapter 8: `inc` (bias-free convolutions + one-group GroupNorm) removes the scale
+    of x_t, so eps_theta(a x, t) equals eps_theta(x, t) up to GroupNorm's epsilon. This pins the
+    seed architecture's property; a scale-aware variant must make this test fail on purpose."""
+    x = tf.random.stateless_normal([2, 32, 32, 1], seed=[3, 4])
+    t = tf.constant([10, 700])
+    e = tiny_unet(x, t).numpy()
+    for a in (0.5, 3.0):
+        rel = np.sqrt(np.mean((tiny_unet(a * x, t).numpy() - e) ** 2) / np.mean(e ** 2))
+        assert rel < 0.02, (a, rel)
+    inc = tiny_unet.inc(x).numpy()
+    np.testing.assert_allclose(tiny_unet.inc(3.0 * x).numpy(), inc, atol=1e-2 * np.abs(inc).max())
+    # a shift is not removed: it adds a different constant to each channel, which one group keeps
+    assert np.sqrt(np.mean((tiny_unet(x + 0.5, t).numpy() - e) ** 2) / np.mean(e ** 2)) > 0.02
