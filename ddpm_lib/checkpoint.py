@@ -111,12 +111,15 @@ def load_weights(path, image_size=32, dtype=None):
     The weights are float32. ``dtype`` is the model's Keras dtype policy: ``None`` (float32), or
     e.g. ``"mixed_bfloat16"`` to compute in bfloat16 with the same float32 weights.
     """
+    from .ho_unet import HoUNet
     from .unet import UNet
+    classes = {"UNet": UNet, "HoUNet": HoUNet}
     data = read_npz(path)
     meta = data["meta"]
-    if meta.get("format") != "ddpm_lib.weights/1" or meta.get("model_class") != "UNet":
-        raise ValueError(f"{path!r} is not a ddpm_lib UNet weights file (meta format "
+    if meta.get("format") != "ddpm_lib.weights/1" or meta.get("model_class") not in classes:
+        raise ValueError(f"{path!r} is not a ddpm_lib UNet or HoUNet weights file (meta format "
                          f"{meta.get('format')!r}, class {meta.get('model_class')!r}).")
+    cls = classes[meta["model_class"]]
     config = dict(meta["model_config"])
     if dtype is not None:
         import keras
@@ -126,14 +129,14 @@ def load_weights(path, image_size=32, dtype=None):
             raise ValueError(f"dtype must be None or a Keras dtype policy name such as "
                              f"'float32' or 'mixed_bfloat16'; got {dtype!r}.") from None
     try:
-        model = UNet(**config, dtype=dtype)
+        model = cls(**config, dtype=dtype)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path!r} has a model config this ddpm_lib cannot build: {config} ({e})") from None
     model.build_for(image_size)
     expected = model.get_weights()
     n = meta.get("n_weights")
     if n != len(expected):
-        raise ValueError(f"{path!r} holds {n} weight arrays but UNet({config}) has {len(expected)}; "
+        raise ValueError(f"{path!r} holds {n} weight arrays but {cls.__name__}({config}) has {len(expected)}; "
                          "the file and this version of ddpm_lib disagree.")
     weights = []
     for i, ref in enumerate(expected):

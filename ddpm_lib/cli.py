@@ -18,9 +18,23 @@ import time
 
 import numpy as np
 
-_ARCH_KEYS = ("data", "data_npz", "test_per_class", "split_seed", "base_channels", "attention",
-              "time_dim", "timesteps", "schedule", "batch_size", "lr", "warmup", "weight_decay",
-              "grad_clip", "ema_decay", "seed", "image_size", "mixed_precision")
+_RUN_KEYS = ("data", "data_npz", "test_per_class", "split_seed", "arch", "base_channels",
+             "timesteps", "schedule", "batch_size", "lr", "warmup", "weight_decay",
+             "grad_clip", "ema_decay", "seed", "image_size", "mixed_precision")
+# The network's own settings, per --arch (a run made before --arch existed is "seed").
+_NET_KEYS = {"seed": ("attention", "time_dim"),
+             "ho": ("channel_mult", "num_res_blocks", "attn_resolutions", "dropout", "groups")}
+_DEFAULT_BASE_CHANNELS = {"seed": 64, "ho": 32}
+
+
+def _int_list(text):
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, e.g. 1,2,2; got {text!r}")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, e.g. 1,2,2; got {text!r}")
+    return values
 
 
 def _train_parser(sub):
@@ -40,9 +54,20 @@ def _train_parser(sub):
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--ema-decay", type=float, default=0.999)
-    p.add_argument("--base-channels", type=int, default=64, help="64 = the seed's UNet")
-    p.add_argument("--attention", default="seed", choices=["seed", "origin"])
-    p.add_argument("--time-dim", type=int, default=256)
+    p.add_argument("--arch", default="ho", choices=["ho", "seed"],
+                   help="the network: 'ho' is Ho et al.'s UNet (ddpm_lib.HoUNet, default), "
+                        "'seed' the seed post's UNet (ddpm_lib.UNet)")
+    p.add_argument("--base-channels", type=int, default=None,
+                   help="width of the first level (default: 32 for ho; 64, the seed's, for seed)")
+    g = p.add_argument_group("--arch ho (defaults: the reference model)")
+    g.add_argument("--channel-mult", type=_int_list, default=[1, 2, 2], help="level widths / c (1,2,2)")
+    g.add_argument("--num-res-blocks", type=int, default=2)
+    g.add_argument("--attn-resolutions", type=_int_list, default=[16], help="sizes with attention (16)")
+    g.add_argument("--dropout", type=float, default=0.0)
+    g.add_argument("--groups", type=int, default=8, help="GroupNorm groups (8)")
+    g = p.add_argument_group("--arch seed")
+    g.add_argument("--attention", default="seed", choices=["seed", "origin"])
+    g.add_argument("--time-dim", type=int, default=256)
     p.add_argument("--timesteps", type=int, default=1000)
     p.add_argument("--schedule", default="linear", choices=["linear", "cosine"])
     p.add_argument("--image-size", type=int, default=32)
@@ -114,12 +139,34 @@ def _make_schedule(name, timesteps):
     return (linear_schedule if name == "linear" else cosine_schedule)(timesteps)
 
 
-def _trainer_from_config(cfg, checkpoint_dir, channels, verbose=True, checkpoint_every=1000, jit=False):
-    from .trainer import Trainer
+def _run_config(args, channels):
+    """The run's configuration, as stored in train_config.json."""
+    if args.base_channels is None:
+        args.base_channels = _DEFAULT_BASE_CHANNELS[args.arch]
+    cfg = {k: getattr(args, k) for k in _RUN_KEYS + _NET_KEYS[args.arch]}
+    cfg["channels"] = channels
+    return cfg
+
+
+def _model_from_config(cfg):
+    """A new, unbuilt network for a run configuration (seeded by the run's seed)."""
+    import keras
+    from .ho_unet import HoUNet
     from .unet import UNet
-    model = UNet(image_channels=channels, base_channels=cfg["base_channels"],
-                 attention=cfg["attention"], time_dim=cfg["time_dim"],
-                 dtype=cfg.get("mixed_precision") or None)
+    keras.utils.set_random_seed(cfg["seed"])     # the same command gives the same initial weights
+    dtype = cfg.get("mixed_precision") or None
+    if cfg.get("arch", "seed") == "seed":
+        return UNet(image_channels=cfg["channels"], base_channels=cfg["base_channels"],
+                    attention=cfg["attention"], time_dim=cfg["time_dim"], dtype=dtype)
+    return HoUNet(image_channels=cfg["channels"], image_size=cfg["image_size"],
+                  base_channels=cfg["base_channels"], channel_mult=tuple(cfg["channel_mult"]),
+                  num_res_blocks=cfg["num_res_blocks"], attn_resolutions=tuple(cfg["attn_resolutions"]),
+                  dropout=cfg["dropout"], groups=cfg["groups"], dtype=dtype)
+
+
+def _trainer_from_config(cfg, checkpoint_dir, verbose=True, checkpoint_every=1000, jit=False):
+    from .trainer import Trainer
+    model = _model_from_config(cfg)
     return Trainer(model, _make_schedule(cfg["schedule"], cfg["timesteps"]),
                    batch_size=cfg["batch_size"], learning_rate=cfg["lr"],
                    weight_decay=cfg["weight_decay"], warmup_steps=cfg["warmup"],
@@ -132,13 +179,13 @@ def _trainer_from_config(cfg, checkpoint_dir, channels, verbose=True, checkpoint
 def cmd_train(args):
     images, val = _load_data(args)
     channels = 1 if images.ndim == 3 else int(images.shape[-1])
-    cfg = {k: getattr(args, k) for k in _ARCH_KEYS}
-    cfg["channels"] = channels
+    cfg = _run_config(args, channels)
     os.makedirs(args.checkpoint_dir, exist_ok=True)
     cfg_path = os.path.join(args.checkpoint_dir, "train_config.json")
     if os.path.exists(cfg_path):
         with open(cfg_path) as f:
             saved = json.load(f)
+        saved.setdefault("arch", "seed")
         diff = {k: (saved.get(k), v) for k, v in cfg.items() if saved.get(k) != v}
         if diff:
             lines = "\n".join(f"  --{k.replace('_', '-')}: saved {a!r}, given {b!r}" for k, (a, b) in diff.items())
@@ -149,7 +196,7 @@ def cmd_train(args):
         with open(tmp, "w") as f:
             json.dump(cfg, f, indent=1)
         os.replace(tmp, cfg_path)
-    trainer = _trainer_from_config(cfg, args.checkpoint_dir, channels, verbose=not args.quiet,
+    trainer = _trainer_from_config(cfg, args.checkpoint_dir, verbose=not args.quiet,
                                    checkpoint_every=args.checkpoint_every, jit=args.jit)
     start = trainer.restore()
     print(f"{'resumed at step ' + str(start) if start else 'starting from scratch'}; "
@@ -185,7 +232,7 @@ def _trainer_from_dir(checkpoint_dir):
                          "`python -m ddpm_lib train`?")
     with open(cfg_path) as f:
         cfg = json.load(f)
-    trainer = _trainer_from_config(cfg, checkpoint_dir, cfg["channels"], verbose=False)
+    trainer = _trainer_from_config(cfg, checkpoint_dir, verbose=False)
     trainer.restore(path)
     return trainer
 

@@ -28,7 +28,7 @@ import tensorflow as tf
 import keras
 from keras import layers
 
-__all__ = ["timestep_encoding", "DoubleConv", "SelfAttention", "Down", "Up", "UNet"]
+__all__ = ["timestep_encoding", "check_unet_inputs", "DoubleConv", "SelfAttention", "Down", "Up", "UNet"]
 
 
 def timestep_encoding(t, dim=256):
@@ -43,6 +43,31 @@ def timestep_encoding(t, dim=256):
     t = tf.cast(tf.convert_to_tensor(t), tf.float32)[:, None]
     args = t * tf.constant(inv_freq, tf.float32)[None, :]
     return tf.concat([tf.sin(args), tf.cos(args)], axis=-1)
+
+
+def check_unet_inputs(x, t, image_channels, factor, image_size=None):
+    """Raise a clear ``ValueError`` unless ``x`` is (batch, H, W, image_channels) with H and W
+    divisible by ``factor`` (and equal to ``image_size`` if given) and ``t`` is (batch,) integers."""
+    shape = x.shape
+    size = f"{image_size}x{image_size}" if image_size else f"H and W divisible by {factor}"
+    expected = f"(batch, H, W, {image_channels}) with {size}"
+    if shape.rank != 4:
+        raise ValueError(f"x_t must be a 4-D NHWC tensor {expected}; got shape {tuple(shape)}.")
+    if shape[-1] is not None and shape[-1] != image_channels:
+        raise ValueError(
+            f"x_t has {shape[-1]} channels but this network was built for "
+            f"image_channels={image_channels}; expected shape {expected}, got {tuple(shape)}.")
+    for n in shape[1:3]:
+        if n is not None and (n % factor or (image_size and n != image_size)):
+            raise ValueError(
+                f"x_t must have {size} pixels; expected shape {expected}, got {tuple(shape)}. "
+                "Pad 28x28 images to 32x32 first.")
+    if t.shape.rank != 1:
+        raise ValueError(f"t must have shape (batch,); got shape {tuple(t.shape)}.")
+    if t.shape[0] is not None and shape[0] is not None and t.shape[0] != shape[0]:
+        raise ValueError(f"t has {t.shape[0]} entries but x_t has batch size {shape[0]}.")
+    if not t.dtype.is_integer:
+        raise ValueError(f"t must be an integer tensor of code times; got dtype {t.dtype.name}.")
 
 
 def _gelu(x):
@@ -187,30 +212,9 @@ class UNet(keras.Model):
                 "time_dim": self.time_dim, "attention": self.attention, "heads": self.heads,
                 "name": self.name}
 
-    def _check_inputs(self, x, t):
-        shape = x.shape
-        expected = f"(batch, H, W, {self.image_channels}) with H and W divisible by 8"
-        if shape.rank != 4:
-            raise ValueError(f"x_t must be a 4-D NHWC tensor {expected}; got shape {tuple(shape)}.")
-        if shape[-1] is not None and shape[-1] != self.image_channels:
-            raise ValueError(
-                f"x_t has {shape[-1]} channels but this UNet was built for "
-                f"image_channels={self.image_channels}; expected shape {expected}, got {tuple(shape)}.")
-        for size in shape[1:3]:
-            if size is not None and size % 8:
-                raise ValueError(
-                    f"x_t height and width must be divisible by 8 (three 2x poolings); expected "
-                    f"{expected}, got {tuple(shape)}. Pad 28x28 images to 32x32 first.")
-        if t.shape.rank != 1:
-            raise ValueError(f"t must have shape (batch,); got shape {tuple(t.shape)}.")
-        if t.shape[0] is not None and shape[0] is not None and t.shape[0] != shape[0]:
-            raise ValueError(f"t has {t.shape[0]} entries but x_t has batch size {shape[0]}.")
-        if not (t.dtype.is_integer):
-            raise ValueError(f"t must be an integer tensor of code times; got dtype {t.dtype.name}.")
-
     def __call__(self, x, t, *args, **kwargs):
         # Check here, before Keras wraps any exception of call() in its own message.
-        self._check_inputs(tf.convert_to_tensor(x), tf.convert_to_tensor(t))
+        check_unet_inputs(tf.convert_to_tensor(x), tf.convert_to_tensor(t), self.image_channels, 8)
         return super().__call__(x, t, *args, **kwargs)
 
     def call(self, x, t, training=None):

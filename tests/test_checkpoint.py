@@ -182,7 +182,7 @@ def test_load_weights_mismatched_config(exported, tmp_path):
 
     def not_weights(data, meta):
         meta["format"] = "ddpm_lib.checkpoint/1"
-    with pytest.raises(ValueError, match="not a ddpm_lib UNet weights file"):
+    with pytest.raises(ValueError, match="not a ddpm_lib UNet or HoUNet weights file"):
         load_weights(rewrite(p16, tmp_path / "d.npz", not_weights))
 
 

@@ -11,7 +11,8 @@ from ddpm_lib.checkpoint import load_weights
 
 
 def tiny(batch_size=8):
-    return ["--data", "sample", "--base-channels", "8", "--time-dim", "32", "--attention", "origin",
+    return ["--data", "sample", "--arch", "seed", "--base-channels", "8", "--time-dim", "32",
+            "--attention", "origin",
             "--timesteps", "50", "--batch-size", str(batch_size), "--lr", "1e-3", "--log-every", "1",
             "--quiet"]
 
@@ -45,6 +46,29 @@ def test_train_from_scratch(trained):
     assert all(np.isfinite(h["loss"]) for h in history_lines(first.stdout))
     cfg = json.loads((d / "train_config.json").read_text())
     assert cfg["base_channels"] == 8 and cfg["timesteps"] == 50 and cfg["channels"] == 1
+    assert cfg["arch"] == "seed" and cfg["attention"] == "origin" and "groups" not in cfg
+
+
+TINY_HO = ["--data", "sample", "--base-channels", "8", "--channel-mult", "1,2", "--groups", "4",
+           "--num-res-blocks", "1", "--timesteps", "50", "--batch-size", "4", "--quiet"]
+
+
+def test_train_ho_unet_twice_gives_the_same_weights(python_runner, tmp_path):
+    """--arch ho (the default) trains Ho et al.'s UNet; --seed fixes the initial weights too."""
+    for name in ("a", "b"):
+        cli(python_runner, "train", "--checkpoint-dir", tmp_path / name, "--steps", 2, *TINY_HO)
+    cfg = json.loads((tmp_path / "a" / "train_config.json").read_text())
+    assert cfg["arch"] == "ho" and cfg["channel_mult"] == [1, 2] and "attention" not in cfg
+    a, b = (ck.read_npz(ck.latest_checkpoint(tmp_path / n)) for n in ("a", "b"))
+    assert a["meta"]["model_config"]["channel_mult"] == [1, 2]
+    keys = [k for k in a if k != "meta"]
+    assert len(keys) > 100 and all(np.array_equal(a[k], b[k]) for k in keys)
+
+
+def test_bad_channel_mult_is_one_line(python_runner, tmp_path):
+    proc = cli(python_runner, "train", "--checkpoint-dir", tmp_path, "--steps", 1, *TINY_HO,
+               "--channel-mult", "1,x", check=False)
+    assert proc.returncode == 2 and "expected comma-separated integers" in proc.stderr
 
 
 def test_train_resumes(trained):

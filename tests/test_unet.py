@@ -93,7 +93,7 @@ def test_timestep_encoding_odd_dim():
 @pytest.mark.parametrize("x_shape, t, match", [
     ((2, 28, 28, 1), [0, 1], "divisible by 8"),
     ((2, 32, 20, 1), [0, 1], "divisible by 8"),
-    ((2, 32, 32, 3), [0, 1], "3 channels but this UNet was built for image_channels=1"),
+    ((2, 32, 32, 3), [0, 1], "3 channels but this network was built for image_channels=1"),
     ((2, 32, 32), [0, 1], "4-D NHWC"),
     ((2, 32, 32, 1), [0, 1, 2], "t has 3 entries but x_t has batch size 2"),
     ((2, 32, 32, 1), [[0, 1]], r"t must have shape \(batch,\)"),
