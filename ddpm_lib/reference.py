@@ -1,29 +1,40 @@
-"""The reference model: a UNet trained on the real Fashion-MNIST, shipped with ddpm_lib.
+"""The reference models: networks trained on the real Fashion-MNIST, shipped with ddpm_lib.
 
-``load_reference()`` returns ``(model, schedule)`` ready for ``ddpm_lib.sampler.sample``:
+``load_reference(name)`` returns ``(model, schedule)`` ready for ``ddpm_lib.sampler.sample``:
 images 32x32x1 in [-1, 1], T = 1000 linear schedule. The weights are the EMA weights, stored as
-float16 and loaded as float32. How it was trained (configuration, steps, hardware, wall time,
+float16 and loaded as float32. How each was trained (configuration, steps, hardware, wall time,
 loss curve, the command that reproduces it) is on the book's model-card page.
+
+    "seed-unet"   the seed post's UNet (``ddpm_lib.UNet``, base 32), 7,000 steps. Its first block
+                  is blind to the scale of x_t, so deterministic DDIM (eta = 0) fails with it
+                  (chapter 8, errata item 19); kept for that diagnosis and for comparisons.
 """
 from importlib import resources
 
 from .checkpoint import load_weights
 
-__all__ = ["load_reference", "REFERENCE_FILE"]
+__all__ = ["load_reference", "REFERENCE_MODELS", "DEFAULT_REFERENCE"]
 
-REFERENCE_FILE = "fashion_mnist_unet32.npz"
+REFERENCE_MODELS = {"seed-unet": "fashion_mnist_unet32.npz"}
+DEFAULT_REFERENCE = "seed-unet"
 
 
-def load_reference(dtype=None):
-    """Load the shipped reference model; returns ``(model, schedule)``.
+def load_reference(name=None, dtype=None):
+    """Load a shipped reference model; returns ``(model, schedule)``.
 
-    ``dtype=None`` computes in float32; ``"mixed_bfloat16"`` or ``"mixed_float16"`` keep the
-    float32 weights and compute in half precision (the evaluation chapter measures the effect).
+    ``name``: one of ``REFERENCE_MODELS`` (default ``DEFAULT_REFERENCE``, the book's reference
+    model). ``dtype=None`` computes in float32; ``"mixed_bfloat16"`` or ``"mixed_float16"`` keep
+    the float32 weights and compute in half precision (the evaluation chapter measures the effect).
     """
-    ref = resources.files("ddpm_lib") / "assets" / "reference" / REFERENCE_FILE
+    name = DEFAULT_REFERENCE if name is None else name
+    if name not in REFERENCE_MODELS:
+        raise ValueError(f"unknown reference model {name!r}; expected one of "
+                         f"{sorted(REFERENCE_MODELS)} (or None for {DEFAULT_REFERENCE!r}).")
+    filename = REFERENCE_MODELS[name]
+    ref = resources.files("ddpm_lib") / "assets" / "reference" / filename
     with resources.as_file(ref) as path:
         if not path.exists():
             raise FileNotFoundError(
-                f"the reference weights {REFERENCE_FILE} are missing from this installation of "
+                f"the reference weights {filename} are missing from this installation of "
                 "ddpm_lib (assets/reference/); reinstall the package.")
         return load_weights(path, image_size=32, dtype=dtype)

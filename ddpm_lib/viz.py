@@ -11,7 +11,7 @@ import numpy as np
 from .data import to_uint8
 
 __all__ = ["image_grid", "show_images", "save_grid", "noising_strip", "plot_noising_strip",
-           "save_gif", "plot_schedules"]
+           "save_gif", "plot_schedules", "unet_blocks", "draw_unet"]
 
 
 def _np(x):
@@ -127,3 +127,99 @@ def plot_schedules(schedules, quantities=("alpha_bars", "sqrt_alpha_bars", "sqrt
     np.atleast_1d(axes)[0].legend()
     fig.tight_layout()
     return fig
+
+
+def unet_blocks(model):
+    """The blocks of a ``UNet`` or ``HoUNet`` in call order, as dicts with ``name``, ``kind``,
+    ``part`` ("in", "down", "mid", "up", "out"), ``size`` (H of the output) and ``channels``.
+
+    Read from the model's own layers and config, so the diagram of :func:`draw_unet` is the network.
+    """
+    from .ho_unet import HoUNet, ResBlock
+    from .unet import UNet
+    if isinstance(model, HoUNet):
+        s, c, blocks = model.image_size, model.base_channels, []
+        blocks.append(dict(name="conv_in", kind="Conv3x3", part="in", size=s, channels=c))
+        for i, level in enumerate(model.down):
+            size = s // 2 ** i
+            for res, attn in zip(level["res"], level["attn"]):
+                kind = "ResBlock" + (" + Attn" if attn is not None else "")
+                blocks.append(dict(name=res.name, kind=kind, part="down", size=size,
+                                   channels=res.out_channels))
+            if level["downsample"] is not None:
+                blocks.append(dict(name=level["downsample"].name, kind="Downsample", part="down",
+                                   size=size // 2, channels=level["res"][-1].out_channels))
+        mid = model.mid_res0.out_channels
+        blocks.append(dict(name="mid", kind="Res, Attn, Res", part="mid",
+                           size=s // model.downsample_factor, channels=mid))
+        for k, level in enumerate(model.up):
+            i = len(model.up) - 1 - k
+            size = s // 2 ** i
+            for res, attn in zip(level["res"], level["attn"]):
+                kind = "ResBlock" + (" + Attn" if attn is not None else "")
+                blocks.append(dict(name=res.name, kind=kind, part="up", size=size,
+                                   channels=res.out_channels))
+            if level["upsample"] is not None:
+                blocks.append(dict(name=level["upsample"].name, kind="Upsample", part="up",
+                                   size=size * 2, channels=level["res"][-1].out_channels))
+        blocks.append(dict(name="out", kind="GN, SiLU, Conv", part="out", size=s,
+                           channels=model.image_channels))
+        return blocks
+    if isinstance(model, UNet):
+        c = model.base_channels
+        spec = [("inc", "DoubleConv", "in", 32, c), ("down1", "Down + SelfAttn", "down", 16, 2 * c),
+                ("down2", "Down + SelfAttn", "down", 8, 4 * c), ("down3", "Down", "down", 4, 4 * c),
+                ("bot1-3", "DConv, MHA, DConv", "mid", 4, 4 * c),
+                ("up1", "Up + SelfAttn", "up", 8, 2 * c), ("up2", "Up + SelfAttn", "up", 16, c),
+                ("up3", "Up", "up", 32, c), ("outc", "Conv1x1", "out", 32, model.image_channels)]
+        return [dict(name=n, kind=k, part=p, size=s, channels=ch) for n, k, p, s, ch in spec]
+    raise ValueError(f"draw a UNet or a HoUNet; got {type(model).__name__}.")
+
+
+def draw_unet(model, ax=None, title=None):
+    """Draw the block diagram of a ``UNet`` or ``HoUNet``: one box per block, at the height of its
+    resolution, arrows in call order and dashed skip connections; returns the Axes.
+
+    The seed's UNet draws at 32x32 (its blocks do not depend on the image size)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch
+    blocks = unet_blocks(model)
+    sizes = sorted({b["size"] for b in blocks}, reverse=True)
+    level = {s: i for i, s in enumerate(sizes)}
+    n, dx, w = len(blocks), 1.3, 1.2
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(8, 1.3 * n), 1.4 + 1.3 * len(sizes)))
+    colors = {"in": "#d9d9d9", "down": "#9ecae1", "mid": "#fdd0a2", "up": "#a1d99b", "out": "#d9d9d9"}
+    xy = []
+    for i, b in enumerate(blocks):
+        x, y = i * dx, -1.3 * level[b["size"]]
+        xy.append((x, y))
+        ax.add_patch(FancyBboxPatch((x - w / 2, y - 0.42), w, 0.84, boxstyle="round,pad=0.02",
+                                    fc=colors[b["part"]], ec="black", lw=0.8))
+        name = b["name"].replace("_downsample", "_down").replace("_upsample", "_up")
+        ax.text(x, y + 0.2, name, ha="center", va="center", fontsize=6.5, weight="bold")
+        ax.text(x, y - 0.03, b["kind"], ha="center", va="center", fontsize=6)
+        ax.text(x, y - 0.25, f"{b['size']}x{b['size']}x{b['channels']}", ha="center",
+                va="center", fontsize=6)
+    for (x0, y0), (x1, y1) in zip(xy[:-1], xy[1:]):
+        ax.annotate("", xy=(x1 - w / 2, y1), xytext=(x0 + w / 2, y0),
+                    arrowprops=dict(arrowstyle="->", lw=0.8))
+    # skip connections: from the encoder at each size to the first decoder block that reads them
+    for s in sizes:
+        enc = [i for i, b in enumerate(blocks) if b["size"] == s and b["part"] in ("in", "down")]
+        dec = [i for i, b in enumerate(blocks) if b["size"] == s and b["part"] == "up"
+               and not b["kind"].startswith("Upsample")]
+        if enc and dec:
+            (x0, y0), (x1, y1) = xy[enc[-1]], xy[dec[0]]
+            top = y0 + 0.64
+            ax.plot([x0, x0, x1], [y0 + 0.44, top, top], color="gray", ls="--", lw=0.8)
+            ax.annotate("", xy=(x1, y1 + 0.44), xytext=(x1, top),
+                        arrowprops=dict(arrowstyle="->", ls="--", lw=0.8, color="gray"))
+            label = "skip" if len(enc) == 1 else f"{len(enc)} skips, one to each ResBlock"
+            ax.text((x0 + x1) / 2, top + 0.05, label, ha="center", va="bottom", fontsize=6,
+                    color="gray")
+    ax.set_xlim(-0.8, (n - 1) * dx + 0.8)
+    ax.set_ylim(-1.3 * (len(sizes) - 1) - 0.7, 1.0)
+    ax.axis("off")
+    ax.set_title(title or f"{type(model).__name__}: {model.count_params():,} parameters", fontsize=10)
+    return ax

@@ -75,6 +75,13 @@ def test_reference_in_bfloat16(ref, noisy_batch):
 
 
 def test_reference_missing_file(monkeypatch):
-    monkeypatch.setattr(reference, "REFERENCE_FILE", "no_such_file.npz")
+    monkeypatch.setitem(reference.REFERENCE_MODELS, "seed-unet", "no_such_file.npz")
     with pytest.raises(FileNotFoundError, match="no_such_file.npz are missing"):
-        ddpm_lib.load_reference()
+        ddpm_lib.load_reference("seed-unet")
+
+
+def test_reference_by_name(ref):
+    model, _ = ddpm_lib.load_reference("seed-unet")
+    assert type(model).__name__ == "UNet" and model.count_params() == ref[0].count_params()
+    with pytest.raises(ValueError, match=r"unknown reference model 'ho'; expected one of \['seed-unet'"):
+        ddpm_lib.load_reference("ho")
