@@ -1,7 +1,9 @@
 """The built book, checked in a real browser.
 
 1. Build the book with Jupyter Book (``-W -n --keep-going``) into a temporary folder, never into
-   the repository: the build must have no warnings.
+   the repository: the build must have no warnings. Both editions are built: the instructor
+   edition (``_config.yml``, every exercise with its solution) and the student edition
+   (``_config_student.yml``: every exercise, no solution, no link to the notebooks).
 2. Check every chapter page's HTML: its Colab launch link points at that chapter's notebook on
    GitHub, and the hidden Colab set-up cell is not shown.
 3. Serve the built site on localhost and open every page of ``_toc.yml`` in headless Chromium,
@@ -11,7 +13,8 @@
    into the DOM, which Chromium's ``--dump-dom`` returns: every ``<img>`` must have loaded
    (``naturalWidth > 0``), every math element must hold rendered MathJax output
    (``mjx-container``), with no MathJax error, every chapter must contain math, and no resource
-   may fail to load.
+   may fail to load. Every chapter shows all its exercises, and its solutions in the instructor
+   edition only (the student edition's chapter pages are opened too).
 
 The browser checks need Chromium (or Chrome) and npm. Without them they are skipped, unless
 ``DDPM_REQUIRE_BROWSER=1`` (set by ``.ci/run``), which turns the skip into a failure. Set
@@ -96,11 +99,11 @@ def _jupyter_book():
     return found
 
 
-@pytest.fixture(scope="module")
-def built_book(tmp_path_factory):
-    """Build the book once, outside the repository; returns (html_dir, returncode, log)."""
-    out = tmp_path_factory.mktemp("book")
+def _build(out, config=None):
+    """Build the book into ``out``; returns (html_dir, returncode, log)."""
     cmd = [_jupyter_book(), "build", str(ROOT), "--path-output", str(out), "-W", "-n", "--keep-going"]
+    if config:
+        cmd += ["--config", str(ROOT / config)]
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     log = proc.stdout + proc.stderr
@@ -110,12 +113,108 @@ def built_book(tmp_path_factory):
     return html_dir, proc.returncode, log
 
 
-def test_book_builds_without_warnings(built_book):
-    _, returncode, log = built_book
+@pytest.fixture(scope="module")
+def built_book(tmp_path_factory):
+    """The instructor edition, built once outside the repository; (html_dir, returncode, log)."""
+    return _build(tmp_path_factory.mktemp("book"))
+
+
+@pytest.fixture(scope="module")
+def built_student(tmp_path_factory):
+    """The student edition (_config_student.yml), built once outside the repository."""
+    return _build(tmp_path_factory.mktemp("student"), "_config_student.yml")
+
+
+def _assert_no_warnings(built):
+    _, returncode, log = built
     warnings = [line for line in log.splitlines() if re.search(r"WARNING|ERROR", line)]
     assert returncode == 0 and not warnings, (
         "jupyter-book build -W -n --keep-going failed or warned:\n" + "\n".join(warnings[:50])
         + ("" if warnings else "\n" + log[-4000:]))
+
+
+def test_book_builds_without_warnings(built_book):
+    _assert_no_warnings(built_book)
+
+
+def test_student_edition_builds_without_warnings(built_student):
+    _assert_no_warnings(built_student)
+
+
+def test_student_config_is_the_book_config_without_solutions():
+    """_config_student.yml is _config.yml plus the student-edition settings, nothing else."""
+    book = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    student = yaml.safe_load((ROOT / "_config_student.yml").read_text(encoding="utf-8"))
+    assert student["sphinx"]["config"].get("hide_solutions") is True
+    expected = json.loads(json.dumps(book))
+    expected["title"] = book["title"] + " (student edition)"
+    expected["launch_buttons"]["colab_url"] = ""
+    expected["sphinx"]["recursive_update"] = True
+    expected["sphinx"]["config"].update(
+        hide_solutions=True, html_copy_source=False,
+        html_theme_options={"use_download_button": False})
+    assert student == expected, (
+        "_config_student.yml must equal _config.yml apart from the student-edition settings; "
+        "copy the change you made to _config.yml into _config_student.yml")
+
+
+def _directives(page, name):
+    """How many ``{name}`` directives (exercise, solution) the chapter's markdown cells hold."""
+    nb = json.loads((ROOT / (page + ".ipynb")).read_text(encoding="utf-8"))
+    return sum(len(re.findall(r"^`{3,}\{%s\}" % name, "".join(c["source"]), re.M))
+               for c in nb["cells"] if c["cell_type"] == "markdown")
+
+
+EXERCISES = {page: _directives(page, "exercise") for page in CHAPTERS}
+SOLUTIONS = {page: _directives(page, "solution") for page in CHAPTERS}
+
+
+def _plain(fragment):
+    """Prose of an HTML fragment: code blocks and tags removed, whitespace collapsed."""
+    fragment = re.sub(r"<pre\b.*?</pre>", " ", fragment, flags=re.S)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", fragment)).split())
+
+
+def _solution_texts(text):
+    """The text of each rendered solution (a div of class "solution") of one page."""
+    found = []
+    for m in re.finditer(r'<div class="solution[^"]*"[^>]*>', text):
+        depth, pos = 1, m.end()
+        for tag in re.finditer(r"<(/?)div\b[^>]*>", text[pos:]):
+            depth += -1 if tag.group(1) else 1
+            if depth == 0:
+                found.append(_plain(text[pos:pos + tag.start()]))
+                break
+    return found
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_exercises_in_both_editions(built_book, built_student, page):
+    """Every exercise is in both editions; every solution in the instructor edition and its text
+    nowhere in the student edition (page, search index, downloadable sources)."""
+    assert EXERCISES[page] >= 1 and SOLUTIONS[page] == EXERCISES[page], (
+        f"{page}: {EXERCISES[page]} exercise and {SOLUTIONS[page]} solution directives; every "
+        "exercise needs one solution")
+    teacher = (built_book[0] / (page + ".html")).read_text(encoding="utf-8")
+    student_dir = built_student[0]
+    student = (student_dir / (page + ".html")).read_text(encoding="utf-8")
+    for edition, text in (("instructor", teacher), ("student", student)):
+        n = len(re.findall(r'<div class="exercise[^"]*"', text))
+        assert n == EXERCISES[page], f"{page}: the {edition} edition shows {n} of {EXERCISES[page]} exercises"
+    solutions = _solution_texts(teacher)
+    assert len(solutions) == SOLUTIONS[page] and all(len(t) > 40 for t in solutions), (
+        f"{page}: the instructor edition shows {len(solutions)} of {SOLUTIONS[page]} solutions")
+    assert not _solution_texts(student), f"{page}: the student edition shows a solution"
+    searchable = _plain(student) + " " + _plain((student_dir / "searchindex.js").read_text(encoding="utf-8"))
+    for sol in solutions:
+        body = sol.split(")", 1)[-1].strip()          # without the "Solution to Exercise (...)" title
+        words = body.split()
+        for k in range(0, max(1, len(words) - 16), 8):  # 16-word windows of the solution text
+            window = " ".join(words[k:k + 16])
+            assert window not in searchable, f"{page}: solution text in the student edition: {window!r}"
+    assert not (student_dir / "_sources").exists(), "the student edition ships the notebooks (_sources)"
+    assert not re.search(r'href="[^"]*(colab\.research\.google\.com|\.ipynb)', student), (
+        f"{page}: the student edition links to the notebook, which contains the solutions")
 
 
 @pytest.mark.parametrize("page", CHAPTERS)
@@ -196,7 +295,9 @@ BODY_PROBE = """<script>
       math_unrendered: maths.filter(function (e) { return !e.querySelector("mjx-container"); })
         .map(function (e) { return e.textContent.slice(0, 120); }),
       h1: Array.prototype.map.call(document.querySelectorAll("article h1, main h1"),
-                                   function (h) { return h.textContent.trim(); })
+                                   function (h) { return h.textContent.trim(); }),
+      exercises: document.querySelectorAll("div.exercise").length,
+      solutions: document.querySelectorAll("div.solution").length
     };
     var pre = document.createElement("pre");
     pre.id = "%s";
@@ -230,34 +331,37 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def served_book(built_book, tmp_path_factory):
-    """The built book with a local MathJax and the probes, served on 127.0.0.1."""
+def mathjax_es5(tmp_path_factory):
+    """MathJax 3's es5 folder, fetched once from npm; (chromium, path)."""
     chromium = _find_chromium()
     if not chromium:
         _need("Chromium is not installed (e.g. apt-get install chromium)")
     npm = shutil.which("npm")
     if not npm:
         _need("npm is not installed; it fetches MathJax for the browser test")
-
-    html_dir, _, _ = built_book
     work = tmp_path_factory.mktemp("mathjax")
     proc = subprocess.run([npm, "pack", "mathjax@3", "--silent", "--pack-destination", str(work)],
                           capture_output=True, text=True, timeout=300, cwd=work)
     tarballs = list(work.glob("mathjax-3*.tgz"))
     if proc.returncode != 0 or not tarballs:
         _need(f"npm pack mathjax@3 failed: {(proc.stderr or proc.stdout)[-1000:]}")
-    target = html_dir / "_mathjax"
     with tarfile.open(tarballs[0]) as tar:
         members = [m for m in tar.getmembers()
                    if m.name.startswith("package/es5/") and (m.isfile() or m.isdir())]
         for m in members:
             m.name = m.name[len("package/"):]
         safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-        tar.extractall(target, members=members, **safe)
-    assert (target / "es5" / "tex-mml-chtml.js").exists()
+        tar.extractall(work / "mathjax", members=members, **safe)
+    assert (work / "mathjax" / "es5" / "tex-mml-chtml.js").exists()
+    return chromium, work / "mathjax" / "es5"
 
+
+def _serve(html_dir, pages, mathjax_es5):
+    """Serve a built book with a local MathJax and the probes on 127.0.0.1 (a generator)."""
+    chromium, es5 = mathjax_es5
+    shutil.copytree(es5, html_dir / "_mathjax" / "es5")
     loads_mathjax = []
-    for page in PAGES:
+    for page in pages:
         path = html_dir / (page + ".html")
         text = path.read_text(encoding="utf-8")
         if MATHJAX_CDN.search(text):
@@ -266,9 +370,9 @@ def served_book(built_book, tmp_path_factory):
         text = text.replace("<head>", "<head>\n" + HEAD_PROBE, 1)
         text = text.replace("</body>", BODY_PROBE + "</body>", 1)
         path.write_text(text, encoding="utf-8")
-    assert set(CHAPTERS) <= set(loads_mathjax), (
-        f"chapters {sorted(set(CHAPTERS) - set(loads_mathjax))} do not load MathJax 3 from "
-        f"{MATHJAX_CDN.pattern}; if the book's MathJax URL changed, update MATHJAX_CDN in this test")
+    assert set(CHAPTERS) & set(pages) <= set(loads_mathjax), (
+        f"chapters {sorted(set(CHAPTERS) & set(pages) - set(loads_mathjax))} do not load MathJax 3 "
+        f"from {MATHJAX_CDN.pattern}; if the book's MathJax URL changed, update MATHJAX_CDN in this test")
 
     handler = type("Handler", (_Handler,), {"failures": []})
     server = http.server.ThreadingHTTPServer(
@@ -281,6 +385,18 @@ def served_book(built_book, tmp_path_factory):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="module")
+def served_book(built_book, mathjax_es5):
+    """The instructor edition, every page, served with a local MathJax and the probes."""
+    yield from _serve(built_book[0], PAGES, mathjax_es5)
+
+
+@pytest.fixture(scope="module")
+def served_student(built_student, mathjax_es5):
+    """The student edition's chapter pages, served with a local MathJax and the probes."""
+    yield from _serve(built_student[0], CHAPTERS, mathjax_es5)
 
 
 def _open_in_chromium(chromium, url):
@@ -300,23 +416,31 @@ def _open_in_chromium(chromium, url):
     return json.loads(html.unescape(match.group(1)))
 
 
-@pytest.fixture(scope="module")
-def browser_results(served_book):
-    """Open every page in Chromium, a few at a time; page -> findings (or the error raised)."""
+def _visit_all(served, pages):
+    """Open pages in Chromium, a few at a time; page -> findings (or the error raised)."""
     def visit(page):
         try:
-            return _open_in_chromium(served_book["chromium"], f"{served_book['url']}/{page}.html")
+            return _open_in_chromium(served["chromium"], f"{served['url']}/{page}.html")
         except Exception as exc:        # reported by the page's own test
             return exc
 
     workers = max(1, min(4, os.cpu_count() or 1))
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        return dict(zip(PAGES, pool.map(visit, PAGES)))
+        return dict(zip(pages, pool.map(visit, pages)))
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_page_in_browser(browser_results, page):
-    result = browser_results[page]
+@pytest.fixture(scope="module")
+def browser_results(served_book):
+    return _visit_all(served_book, PAGES)
+
+
+@pytest.fixture(scope="module")
+def student_results(served_student):
+    return _visit_all(served_student, CHAPTERS)
+
+
+def _page_problems(result, page, solutions):
+    """What is wrong with one page as Chromium saw it; ``solutions``: how many it must show."""
     if isinstance(result, Exception):
         raise result
     problems = []
@@ -331,10 +455,34 @@ def test_page_in_browser(browser_results, page):
         problems.append("no rendered math (mjx-container) on a chapter page")
     if not result["h1"]:
         problems.append("no H1 title")
+    n_ex = EXERCISES.get(page, 0)
+    if result["exercises"] != n_ex:
+        problems.append(f"{result['exercises']} exercises shown, expected {n_ex}")
+    if result["solutions"] != solutions:
+        problems.append(f"{result['solutions']} solutions shown, expected {solutions}")
+    return problems
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_in_browser(browser_results, page):
+    problems = _page_problems(browser_results[page], page, SOLUTIONS.get(page, 0))
     assert not problems, f"{page}:\n  " + "\n  ".join(problems)
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_student_page_in_browser(student_results, page):
+    """The student edition's chapter: math renders, every exercise is there, no solution."""
+    problems = _page_problems(student_results[page], page, 0)
+    assert not problems, f"student edition, {page}:\n  " + "\n  ".join(problems)
 
 
 def test_no_missing_files(served_book, browser_results):
     """No page asked the server for a file the build did not produce."""
     assert not served_book["failures"], (
         "requests that failed while loading the pages: " + ", ".join(sorted(set(served_book["failures"]))))
+
+
+def test_student_no_missing_files(served_student, student_results):
+    """No student-edition chapter asked the server for a file the build did not produce."""
+    assert not served_student["failures"], (
+        "requests that failed while loading the pages: " + ", ".join(sorted(set(served_student["failures"]))))
