@@ -49,7 +49,7 @@ def check_unet_inputs(x, t, image_channels, factor, image_size=None):
     """Raise a clear ``ValueError`` unless ``x`` is (batch, H, W, image_channels) with H and W
     divisible by ``factor`` (and equal to ``image_size`` if given) and ``t`` is (batch,) integers."""
     shape = x.shape
-    size = f"{image_size}x{image_size}" if image_size else f"H and W divisible by {factor}"
+    size = f"H = W = {image_size}" if image_size else f"H and W divisible by {factor}"
     expected = f"(batch, H, W, {image_channels}) with {size}"
     if shape.rank != 4:
         raise ValueError(f"x_t must be a 4-D NHWC tensor {expected}; got shape {tuple(shape)}.")
@@ -60,8 +60,8 @@ def check_unet_inputs(x, t, image_channels, factor, image_size=None):
     for n in shape[1:3]:
         if n is not None and (n % factor or (image_size and n != image_size)):
             raise ValueError(
-                f"x_t must have {size} pixels; expected shape {expected}, got {tuple(shape)}. "
-                "Pad 28x28 images to 32x32 first.")
+                f"x_t has the wrong height or width; expected shape {expected}, got "
+                f"{tuple(shape)}. Pad 28x28 images to 32x32 first.")
     if t.shape.rank != 1:
         raise ValueError(f"t must have shape (batch,); got shape {tuple(t.shape)}.")
     if t.shape[0] is not None and shape[0] is not None and t.shape[0] != shape[0]:

@@ -122,8 +122,8 @@ def test_mixed_precision_computes_in_bfloat16_and_returns_float32(tiny_ho):
 
 
 @pytest.mark.parametrize("x_shape, t, match", [
-    ((2, 28, 28, 1), [0, 1], "must have 32x32 pixels"),
-    ((2, 16, 16, 1), [0, 1], "must have 32x32 pixels"),
+    ((2, 28, 28, 1), [0, 1], r"wrong height or width; expected shape \(batch, H, W, 1\) with H = W = 32"),
+    ((2, 16, 16, 1), [0, 1], r"wrong height or width; expected shape \(batch, H, W, 1\) with H = W = 32"),
     ((2, 32, 32, 3), [0, 1], "3 channels but this network was built for image_channels=1"),
     ((2, 32, 32), [0, 1], "4-D NHWC"),
     ((2, 32, 32, 1), [0, 1, 2], "t has 3 entries but x_t has batch size 2"),
