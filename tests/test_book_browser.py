@@ -229,6 +229,35 @@ def test_chapter_colab_link(built_book, page):
         f"{page}: the Colab set-up cell is visible; tag it 'remove-cell' in the notebook")
 
 
+def _markdown_output_tables(page):
+    """How many Markdown tables the notebook's stored outputs display (display(Markdown(...)))."""
+    nb = json.loads((ROOT / (page + ".ipynb")).read_text(encoding="utf-8"))
+    count = 0
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            md = out.get("data", {}).get("text/markdown")
+            if md:
+                md = "".join(md) if isinstance(md, list) else md
+                count += len(re.findall(r"^\|?\s*:?-{3,}:?\s*\|", md, re.M))
+    return count
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_displayed_markdown_tables_are_html_tables(built_book, page):
+    """A table a cell displays as Markdown must become an HTML table (myst-nb parses displayed
+    Markdown as CommonMark, which has no tables, unless nb_render_markdown_format is myst)."""
+    html_dir, _, _ = built_book
+    text = (html_dir / (page + ".html")).read_text(encoding="utf-8")
+    outputs = re.findall(r'<div class="cell_output[^"]*">(.*?)</div>\s*</div>', text, re.S)
+    tables = sum(o.count("<table") for o in outputs)
+    expected = _markdown_output_tables(page)
+    assert tables >= expected, (
+        f"{page}: the notebook displays {expected} Markdown table(s) but the page shows {tables} "
+        "HTML table(s) in cell outputs; set nb_render_markdown_format: myst in _config.yml")
+    pipes = [o for o in outputs if re.search(r"\|\s*:?-{3,}:?\s*\|", _plain(o))]
+    assert not pipes, f"{page}: a cell output shows a Markdown table as text: {_plain(pipes[0])[:200]}"
+
+
 def test_titles_have_no_math(built_book):
     """Page titles appear in the sidebar of every page and in the browser's tab, where math
     is not rendered (MathJax is only loaded on pages with equations): keep H1 titles plain text."""
