@@ -2,30 +2,29 @@
 
 The companion library of the DDPM book. One module per concept:
 
-    schedule    beta_t, alpha_bar_t, q(x_t | x_0), q(x_{t-1} | x_t, x_0), the eps-form mean
+    schedule    beta_t, alpha_bar_t, q(x_t | x_0), q(x_{t-1} | x_t, x_0), extract, respacing
+    reverse     p_theta(x_{t-1} | x_t): the mean mu_theta, the variance sigma_t^2, DDIM's sigma(eta)
     losses      the variational bound's KL terms, their weights, L_simple
     unet        eps_theta(x_t, t): the seed post's UNet
     ho_unet     eps_theta(x_t, t): Ho et al.'s UNet (the reference model's network)
     trainer     Algorithm 1 with AdamW, EMA, atomic checkpoints and exact resume
-    sampler     Algorithm 2 (DDPM) and DDIM, as one compiled loop
+    sampler     Algorithm 2 (DDPM, also respaced) and DDIM: single steps, loops, compiled sample()
     data        Fashion-MNIST/MNIST/CIFAR-10 loaders and the tf.data pipeline
     viz         grids, the noising strip, the reverse-process GIF, schedule plots
     checkpoint  atomic .npz files, exported weights
+    validate    the input checks every module shares, with one wording
 
 Index convention, used everywhere: code t = 0..T-1 is the paper's t = 1..T
-(details in ``ddpm_lib.schedule``).
+(details in ``ddpm_lib.schedule``). Importing the package changes no global state (environment,
+loggers): quieting TensorFlow is left to the caller.
 """
-import os as _os
-
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # keep TensorFlow's C++ start-up chatter quiet
-
-from .schedule import Schedule, linear_schedule, cosine_schedule  # noqa: E402
-from .unet import UNet  # noqa: E402
-from .ho_unet import HoUNet  # noqa: E402
-from .trainer import Trainer  # noqa: E402
-from .sampler import sample, ddpm_step, ddim_step  # noqa: E402
-from .checkpoint import load_weights  # noqa: E402
-from .reference import load_reference  # noqa: E402
+from .schedule import Schedule, linear_schedule, cosine_schedule
+from .unet import UNet
+from .ho_unet import HoUNet
+from .trainer import Trainer
+from .sampler import sample, ddpm_step, ddim_step
+from .checkpoint import load_weights
+from .reference import load_reference
 
 __version__ = "0.1.0"
 __all__ = ["Schedule", "linear_schedule", "cosine_schedule", "UNet", "HoUNet", "Trainer", "sample",

@@ -13,6 +13,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from . import validate
+from .reverse import p_mean, p_variance
+from .schedule import extract
+
 __all__ = ["normal_kl", "loss_weights", "vlb_term", "prior_kl", "simple_loss"]
 
 
@@ -31,22 +35,13 @@ def normal_kl(mean1, var1, mean2, var2):
     return 0.5 * (tf.math.log(v2 / v1) + (v1 + tf.square(m1 - m2)) / v2 - 1.0)
 
 
-def reverse_variance(schedule, variance="posterior"):
-    """sigma_t^2 of p_theta(x_{t-1} | x_t): beta_tilde_t ("posterior") or beta_t ("beta"), Sec. 3.2."""
-    if variance == "posterior":
-        return schedule.posterior_variance
-    if variance == "beta":
-        return schedule.betas
-    raise ValueError(f'variance must be "posterior" or "beta"; got {variance!r}.')
-
-
 def loss_weights(schedule, variance="posterior"):
     """lambda_t = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t)), the weight L_simple drops (eq. 12).
 
     With sigma_t^2 = beta_tilde_t the weight at code t = 0 (paper t = 1) is undefined because
     beta_tilde_1 = 0; that term is the decoder L_0, not a KL, and the entry is ``nan``.
     """
-    sigma2 = reverse_variance(schedule, variance)
+    sigma2 = p_variance(schedule, variance)
     with np.errstate(divide="ignore", invalid="ignore"):
         w = schedule.betas ** 2 / (2.0 * sigma2 * schedule.alphas * (1.0 - schedule.alpha_bars))
     w = np.where(sigma2 > 0, w, np.nan)
@@ -60,14 +55,14 @@ def vlb_term(schedule, x0, x_t, t, eps_pred, variance="posterior"):
     KL also has a constant from the variance mismatch. Needs t >= 1 (code index).
     Returns a float32 tensor of shape (batch,).
     """
-    t_arr = np.asarray(t)
-    if t_arr.size and t_arr.min() < 1:
-        raise ValueError("vlb_term needs code t >= 1 (paper t >= 2); code t = 0 is the decoder L_0.")
-    reverse_variance(schedule, variance)          # validates the name
+    sigma2 = p_variance(schedule, variance)
+    t = validate.time_index(t, schedule.timesteps)
+    if not tf.is_symbolic_tensor(t) and tf.size(t) > 0 and int(tf.reduce_min(t)) < 1:
+        raise ValueError("t must be >= 1 in vlb_term (code t >= 1 is paper t >= 2); code t = 0 is "
+                         "the decoder L_0, not a KL.")
     mean_q, var_q = schedule.q_posterior(x0, x_t, t)
-    mean_p = schedule.p_mean(x_t, t, eps_pred)
-    var_p = schedule.gather(
-        "posterior_variance" if variance == "posterior" else "betas", t, mean_q.shape.rank)
+    mean_p = p_mean(schedule, x_t, t, eps_pred)
+    var_p = extract(sigma2, t, mean_q.shape.rank)
     kl = normal_kl(mean_q, var_q, mean_p, var_p)
     return tf.reduce_sum(kl, axis=list(range(1, kl.shape.rank)))
 
@@ -92,9 +87,7 @@ def simple_loss(eps, eps_pred, per_example=False):
     """
     eps = tf.convert_to_tensor(eps, tf.float32)
     eps_pred = tf.cast(tf.convert_to_tensor(eps_pred), tf.float32)
-    if eps.shape.is_fully_defined() and eps_pred.shape.is_fully_defined() and eps.shape != eps_pred.shape:
-        raise ValueError(
-            f"eps has shape {tuple(eps.shape)} but eps_pred has {tuple(eps_pred.shape)}; they must match.")
+    validate.same_shape("eps", eps, eps_pred=eps_pred)
     sq = tf.square(eps - eps_pred)
     if per_example:
         return tf.reduce_mean(sq, axis=list(range(1, sq.shape.rank)))

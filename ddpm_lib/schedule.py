@@ -10,8 +10,10 @@ So ``betas[t]`` is the paper's beta_{t+1}, ``alpha_bars[t]`` is alpha_bar_{t+1},
 is the paper's ``t = 1``, where Algorithm 2 adds no noise.
 
 Every array of a :class:`Schedule` is float64 numpy, computed once, like
-``GaussianDiffusion2`` in Ho et al.'s ``diffusion_utils_2.py``. The tensor methods gather the
-float64 coefficients, cast them to float32 and then combine them with the (float32) images.
+``GaussianDiffusion2`` in Ho et al.'s ``diffusion_utils_2.py``. The tensor methods read the
+float64 coefficients at t with :func:`extract`, cast them to float32 and then combine them with
+the (float32) images. :func:`respace` gives the schedule of a sampler that skips times.
+The reverse process p_theta lives in ``ddpm_lib.reverse``.
 
 Equation numbers refer to Ho, Jain & Abbeel (2020), arXiv:2006.11239.
 """
@@ -22,7 +24,9 @@ import math
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["Schedule", "linear_schedule", "cosine_schedule"]
+from . import validate
+
+__all__ = ["Schedule", "linear_schedule", "cosine_schedule", "extract", "respace"]
 
 
 class Schedule:
@@ -85,51 +89,14 @@ class Schedule:
                 f"beta_T={self.betas[-1]:.3g}, alpha_bar_T={self.alpha_bars[-1]:.3g})")
 
     # ------------------------------------------------------------------ helpers
-    def check_t(self, t, batch=None, name="t"):
-        """Validate time indices when their values are known (eager); return an int32 tensor."""
-        if tf.is_symbolic_tensor(t):   # inside tf.function: values unknown, trust the caller
-            return tf.cast(t, tf.int32)
-        arr = np.asarray(t)
-        if arr.dtype.kind not in "iu":
-            if arr.dtype.kind == "f" and arr.size and np.all(arr == np.round(arr)):
-                raise ValueError(
-                    f"{name} must be an integer array (code index 0..{self.timesteps - 1}); "
-                    f"got dtype {arr.dtype}. Cast it, e.g. t.astype('int32').")
-            raise ValueError(
-                f"{name} must be an integer array of shape (batch,); got dtype {arr.dtype}.")
-        if arr.ndim > 1:
-            raise ValueError(f"{name} must have shape (batch,) or be a scalar; got shape {arr.shape}.")
-        if arr.size and (arr.min() < 0 or arr.max() >= self.timesteps):
-            bad = arr[(arr < 0) | (arr >= self.timesteps)]
-            raise ValueError(
-                f"{name} out of range: got {bad[:5].tolist()}; expected code indices in "
-                f"[0, {self.timesteps}) (code t = paper t - 1).")
-        if batch is not None and arr.ndim == 1 and arr.shape[0] != batch:
-            raise ValueError(
-                f"{name} has {arr.shape[0]} entries but the images have batch size {batch}; "
-                f"expected t of shape ({batch},).")
-        return tf.constant(arr, tf.int32)
-
-    def gather(self, name, t, ndim=4):
-        """``getattr(self, name)[t]`` as a float32 tensor shaped to broadcast over rank-``ndim`` images."""
-        coef = tf.gather(tf.constant(getattr(self, name), tf.float64), tf.cast(t, tf.int32))
-        coef = tf.cast(coef, tf.float32)
-        if coef.shape.rank == 0:
-            return coef
-        return tf.reshape(coef, [-1] + [1] * (ndim - 1))
-
     def _prepare(self, t, *arrays, names):
-        xs = [tf.convert_to_tensor(a, tf.float32) for a in arrays]
+        xs = [validate.float_tensor(a, n) for a, n in zip(arrays, names)]
         ref = xs[0]
-        for n, x in zip(names[1:], xs[1:]):
-            if x.shape.is_fully_defined() and ref.shape.is_fully_defined() and x.shape != ref.shape:
-                raise ValueError(
-                    f"{n} has shape {tuple(x.shape)} but {names[0]} has shape "
-                    f"{tuple(ref.shape)}; they must match.")
+        validate.same_shape(names[0], ref, **dict(zip(names[1:], xs[1:])))
         if ref.shape.rank is not None and ref.shape.rank < 1:
             raise ValueError(f"{names[0]} must have a leading batch axis; got a scalar.")
         batch = ref.shape[0] if ref.shape.rank else None
-        t = self.check_t(t, batch=batch)
+        t = validate.time_index(t, self.timesteps, batch=batch)
         return (t, *xs)
 
     # --------------------------------------------------------- forward process
@@ -137,22 +104,22 @@ class Schedule:
         """Mean and variance of q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I), eq. (4)."""
         t, x0 = self._prepare(t, x0, names=("x0",))
         nd = x0.shape.rank
-        mean = self.gather("sqrt_alpha_bars", t, nd) * x0
-        return mean, self.gather("one_minus_alpha_bars", t, nd)
+        mean = extract(self.sqrt_alpha_bars, t, nd) * x0
+        return mean, extract(self.one_minus_alpha_bars, t, nd)
 
     def q_sample(self, x0, t, noise):
         """Sample x_t ~ q(x_t | x_0): x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, eq. (4)."""
         t, x0, noise = self._prepare(t, x0, noise, names=("x0", "noise"))
         nd = x0.shape.rank
-        return (self.gather("sqrt_alpha_bars", t, nd) * x0
-                + self.gather("sqrt_one_minus_alpha_bars", t, nd) * noise)
+        return (extract(self.sqrt_alpha_bars, t, nd) * x0
+                + extract(self.sqrt_one_minus_alpha_bars, t, nd) * noise)
 
     def predict_x0(self, x_t, t, eps):
         """x_0 from x_t and the noise: x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)."""
         t, x_t, eps = self._prepare(t, x_t, eps, names=("x_t", "eps"))
         nd = x_t.shape.rank
-        return (self.gather("sqrt_recip_alpha_bars", t, nd) * x_t
-                - self.gather("sqrt_recipm1_alpha_bars", t, nd) * eps)
+        return (extract(self.sqrt_recip_alpha_bars, t, nd) * x_t
+                - extract(self.sqrt_recipm1_alpha_bars, t, nd) * eps)
 
     def predict_eps(self, x_t, t, x0):
         """The noise from x_t and x_0, eq. (4) solved for eps: the inverse of ``predict_x0``.
@@ -161,8 +128,8 @@ class Schedule:
         """
         t, x_t, x0 = self._prepare(t, x_t, x0, names=("x_t", "x0"))
         nd = x_t.shape.rank
-        return ((self.gather("sqrt_recip_alpha_bars", t, nd) * x_t - x0)
-                / self.gather("sqrt_recipm1_alpha_bars", t, nd))
+        return ((extract(self.sqrt_recip_alpha_bars, t, nd) * x_t - x0)
+                / extract(self.sqrt_recipm1_alpha_bars, t, nd))
 
     # ------------------------------------------------------------- posterior
     def q_posterior(self, x0, x_t, t):
@@ -175,24 +142,14 @@ class Schedule:
         """
         t, x0, x_t = self._prepare(t, x0, x_t, names=("x0", "x_t"))
         nd = x0.shape.rank
-        mean = (self.gather("posterior_mean_coef1", t, nd) * x0
-                + self.gather("posterior_mean_coef2", t, nd) * x_t)
-        return mean, self.gather("posterior_variance", t, nd)
-
-    # -------------------------------------------------------- reverse process
-    def p_mean(self, x_t, t, eps):
-        """Mean of p_theta(x_{t-1} | x_t) in the eps form, eq. (11).
-
-        mu_theta = 1 / sqrt(alpha_t) * (x_t - beta_t / sqrt(1 - alpha_bar_t) * eps_theta)
-        """
-        t, x_t, eps = self._prepare(t, x_t, eps, names=("x_t", "eps"))
-        nd = x_t.shape.rank
-        return self.gather("sqrt_recip_alphas", t, nd) * (x_t - self.gather("eps_coef", t, nd) * eps)
+        mean = (extract(self.posterior_mean_coef1, t, nd) * x0
+                + extract(self.posterior_mean_coef2, t, nd) * x_t)
+        return mean, extract(self.posterior_variance, t, nd)
 
 
 def linear_schedule(timesteps=1000, beta_start=1e-4, beta_end=0.02):
     """Ho et al.'s schedule: betas rising linearly from ``beta_start`` to ``beta_end`` (Sec. 4)."""
-    timesteps = _check_timesteps(timesteps)
+    timesteps = validate.positive_int(timesteps, "timesteps")
     if not (0 < beta_start < 1 and 0 < beta_end < 1):
         raise ValueError(
             f"beta_start and beta_end must lie in (0, 1); got {beta_start} and {beta_end}.")
@@ -207,7 +164,7 @@ def cosine_schedule(timesteps=1000, s=0.008, max_beta=0.999):
 
     beta_t = min(1 - alpha_bar(t) / alpha_bar(t - 1), max_beta), clipped as in their paper.
     """
-    timesteps = _check_timesteps(timesteps)
+    timesteps = validate.positive_int(timesteps, "timesteps")
     if not s >= 0:
         raise ValueError(f"s must be >= 0; got {s}.")
     if not 0 < max_beta < 1:
@@ -220,9 +177,35 @@ def cosine_schedule(timesteps=1000, s=0.008, max_beta=0.999):
     return Schedule(np.array(betas, dtype=np.float64))
 
 
-def _check_timesteps(timesteps):
-    if isinstance(timesteps, bool) or not isinstance(timesteps, (int, np.integer)):
-        raise ValueError(f"timesteps must be an integer >= 1; got {timesteps!r}.")
-    if timesteps < 1:
-        raise ValueError(f"timesteps must be >= 1; got {timesteps}.")
-    return int(timesteps)
+def extract(a, t, ndim=4, dtype=tf.float32):
+    """``a[t]``, read in float64 and cast to ``dtype``, shaped to broadcast over rank-``ndim`` images.
+
+    ``a`` is one of a schedule's float64 arrays (e.g. ``schedule.alpha_bars``); ``t`` a scalar
+    code time or a ``(batch,)`` vector, giving a scalar or a ``(batch, 1, ..., 1)`` tensor.
+    Ho et al.'s ``_extract``; the one way the library reads a coefficient at time t.
+    """
+    coef = tf.cast(tf.gather(tf.constant(a, tf.float64), tf.cast(t, tf.int32)), dtype)
+    if coef.shape.rank == 0:
+        return coef
+    return tf.reshape(coef, [-1] + [1] * (ndim - 1))
+
+
+def respace(schedule, ts):
+    """The schedule of a sampler that visits only the code times ``ts`` (Nichol & Dhariwal 2021, Sec. 4).
+
+    With ``ts`` sorted increasingly as t_1 < ... < t_S, the new schedule has S steps with
+    beta'_i = 1 - alpha_bar_{t_i} / alpha_bar_{t_{i-1}} (alpha_bar before t_1 is 1), so that its
+    alpha_bar'_i equals alpha_bar_{t_i}: step i of the new schedule is step t_i of the old one.
+    Where t_{i-1} = t_i - 1 this is beta_{t_i} itself, taken as is, so visiting every time gives
+    back the same betas, bit for bit. ``ts`` may be in any order; each time at most once.
+    """
+    ts = np.asarray(ts)
+    if ts.ndim != 1 or ts.size < 1 or ts.dtype.kind not in "iu":
+        raise ValueError(f"ts must be a non-empty 1-D array of integer code times; got {ts!r}.")
+    ts = np.sort(ts.astype(np.int64))
+    if ts[0] < 0 or ts[-1] >= schedule.timesteps or np.any(np.diff(ts) == 0):
+        raise ValueError(f"ts must be distinct code times in [0, {schedule.timesteps}); got {ts.tolist()}.")
+    prev = np.append(-1, ts[:-1])
+    abar_prev = np.where(prev >= 0, schedule.alpha_bars[np.maximum(prev, 0)], 1.0)
+    betas = np.where(ts - prev == 1, schedule.betas[ts], 1.0 - schedule.alpha_bars[ts] / abar_prev)
+    return Schedule(betas)

@@ -286,8 +286,7 @@ class Trainer:
 
     # ------------------------------------------------------------- checkpoints
     def _meta(self):
-        return {"format": "ddpm_lib.checkpoint/1", "step": self.step,
-                "model_config": self.model.get_config(),
+        return {"step": self.step, "model_config": self.model.get_config(),
                 "schedule": ckpt_io.schedule_hash(self.schedule), "hparams": self.hparams,
                 "history": self.history}
 
@@ -297,47 +296,37 @@ class Trainer:
             if not self.checkpoint_dir:
                 raise ValueError("no checkpoint_dir was given to the Trainer and no path to save().")
             path = os.path.join(self.checkpoint_dir, f"ckpt-{self.step:08d}.npz")
-        arrays = {"meta": np.array(json.dumps(self._meta()))}
-        for prefix, variables in (("model", self.model.weights), ("ema", self.ema_model.weights),
-                                  ("opt", self.optimizer.variables)):
-            for i, v in enumerate(variables):
-                arrays[f"{prefix}/{i:04d}"] = np.asarray(v.numpy())
-        ckpt_io.atomic_savez(path, arrays)
+        ckpt_io.write_checkpoint(path, self._meta(), self.model, self.ema_model, self.optimizer)
         if self.checkpoint_dir and self.keep_checkpoints:
             for _, old in ckpt_io.list_checkpoints(self.checkpoint_dir)[:-self.keep_checkpoints]:
                 os.remove(old)
         return path
 
     def restore(self, path=None):
-        """Load a checkpoint (default: the newest in ``checkpoint_dir``); returns the step or 0."""
+        """Load a checkpoint and return its step (0 when there is none).
+
+        The default ``path`` is the newest checkpoint in ``checkpoint_dir``; if that file is
+        corrupt or truncated, a ``UserWarning`` says so and the newest readable one is used.
+        The model, the schedule and the data order (batch size, seed, image size, mode) must be
+        those of the run that saved it, for an exact resume.
+        """
         if path is None:
-            path = ckpt_io.latest_checkpoint(self.checkpoint_dir)
+            path, data = ckpt_io.read_latest_checkpoint(self.checkpoint_dir)
             if path is None:
                 return 0
-        data = ckpt_io.read_npz(path)
+        else:
+            data = ckpt_io.read_npz(path)
+        ckpt_io.check_checkpoint(path, data)
         meta = data["meta"]
-        if meta.get("format") != "ddpm_lib.checkpoint/1":
-            raise ValueError(f"{path!r} is not a ddpm_lib training checkpoint.")
-        if _arch(meta["model_config"]) != _arch(json.loads(json.dumps(self.model.get_config()))):
-            raise ValueError(f"{path!r} was made by a model with config {meta['model_config']}, "
-                             f"but this trainer's model has {self.model.get_config()}.")
-        if meta["schedule"] != ckpt_io.schedule_hash(self.schedule):
-            raise ValueError(f"{path!r} was made with a different noise schedule.")
         exact = ("batch_size", "seed", "image_size", "mode")
-        diff = {k: (meta["hparams"].get(k), self.hparams[k]) for k in exact
-                if meta["hparams"].get(k) != self.hparams[k]}
-        if diff:
-            raise ValueError(f"{path!r} was made with {', '.join(f'{k}={a}' for k, (a, _) in diff.items())}"
-                             f"; this trainer has {', '.join(f'{k}={b}' for k, (_, b) in diff.items())}. "
-                             "Exact resume needs the same data order: use the same values.")
-        for prefix, variables in (("model", self.model.weights), ("ema", self.ema_model.weights),
-                                  ("opt", self.optimizer.variables)):
-            for i, v in enumerate(variables):
-                key = f"{prefix}/{i:04d}"
-                if key not in data or data[key].shape != tuple(v.shape):
-                    raise ValueError(f"{path!r}: {key} is missing or has the wrong shape "
-                                     f"(expected {tuple(v.shape)} for {v.path}).")
-                v.assign(data[key])
+        saved = dict({k: meta["hparams"].get(k) for k in exact},
+                     model_config=_arch(meta["model_config"]), schedule=meta["schedule"])
+        given = dict({k: self.hparams[k] for k in exact},
+                     model_config=_arch(json.loads(json.dumps(self.model.get_config()))),
+                     schedule=ckpt_io.schedule_hash(self.schedule))
+        ckpt_io.check_same_run(saved, given, repr(path),
+                               advice="an exact resume needs the same model, schedule and data order")
+        ckpt_io.assign_checkpoint(path, data, self.model, self.ema_model, self.optimizer)
         self.step = int(meta["step"])
         self.history = list(meta.get("history", []))
         return self.step

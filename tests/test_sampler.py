@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ddpm_lib.sampler import ddim_step, ddpm_step, sample, sampling_timesteps
+from ddpm_lib.sampler import Step, ddim_loop, ddim_step, ddpm_loop, ddpm_step, sample, sampling_timesteps
 from ddpm_lib.schedule import linear_schedule
 
 
@@ -95,7 +95,7 @@ def model():
 @pytest.mark.parametrize("t", [0, 1, 10, 19])
 def test_ddpm_step_by_hand(sched, xs, t, variance, f32):
     x, eps, z = xs
-    got = ddpm_step(sched, x, t, eps, z, variance=variance)
+    got = ddpm_step(sched, x, t, eps, z, variance=variance).x_prev
     assert got.dtype == tf.float32 and got.shape == x.shape
     ref, scale = ref_ddpm(sched.betas, x.astype(np.float64), t, eps, z, variance)
     f32(got.numpy(), ref, scale=scale, what=f"ddpm_step t={t} {variance}")
@@ -108,10 +108,10 @@ def test_ddpm_step_clip_x0_by_hand(sched, xs, t, variance, f32):
     x = 3 * x                                 # so that some predicted x0 fall outside [-1, 1]
     x0 = sched.predict_x0(x, t, eps).numpy()
     assert np.any(np.abs(x0) > 1)
-    got = ddpm_step(sched, x, t, eps, z, variance=variance, clip_x0=True)
+    got = ddpm_step(sched, x, t, eps, z, variance=variance, clip_x0=True).x_prev
     ref, scale = ref_ddpm_clipped(sched.betas, x.astype(np.float64), t, eps, z, variance)
     f32(got.numpy(), ref, scale=scale, what=f"ddpm_step clip_x0 t={t} {variance}")
-    plain = ddpm_step(sched, x, t, eps, z, variance=variance).numpy()
+    plain = ddpm_step(sched, x, t, eps, z, variance=variance).x_prev.numpy()
     assert np.max(np.abs(plain - got.numpy())) > 1e-3       # clipping changed something
 
 
@@ -121,28 +121,28 @@ def test_ddpm_step_clip_x0_in_range_is_eq11(sched, xs, f32):
     x, eps, z = xs
     t = 12
     x_small = sched.q_sample(np.tanh(x) * 0.9, t, eps).numpy()
-    a = ddpm_step(sched, x_small, t, eps, z, clip_x0=True).numpy()
-    b = ddpm_step(sched, x_small, t, eps, z).numpy()
+    a = ddpm_step(sched, x_small, t, eps, z, clip_x0=True).x_prev.numpy()
+    b = ddpm_step(sched, x_small, t, eps, z).x_prev.numpy()
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_ddpm_step_no_noise_at_t0(sched, xs, f32):
     x, eps, z = xs
-    mean = ddpm_step(sched, x, 0, eps, None)
-    np.testing.assert_array_equal(ddpm_step(sched, x, 0, eps, z).numpy(), mean.numpy())
-    np.testing.assert_array_equal(ddpm_step(sched, x, 0, eps, 100 * z, variance="beta").numpy(),
+    mean = ddpm_step(sched, x, 0, eps, None).x_prev
+    np.testing.assert_array_equal(ddpm_step(sched, x, 0, eps, z).x_prev.numpy(), mean.numpy())
+    np.testing.assert_array_equal(ddpm_step(sched, x, 0, eps, 100 * z, variance="beta").x_prev.numpy(),
                                   mean.numpy())
     ref, scale = ref_ddpm(sched.betas, x.astype(np.float64), 0, eps, 0 * z, "posterior")
     f32(mean.numpy(), ref, scale=scale)
-    with pytest.raises(ValueError, match="noise is required"):
+    with pytest.raises(ValueError, match="z must be given"):
         ddpm_step(sched, x, 1, eps, None)
 
 
 def test_ddpm_step_variance_choices(sched, xs):
     x, eps, z = xs
     t = 7
-    diff = (ddpm_step(sched, x, t, eps, z, variance="beta")
-            - ddpm_step(sched, x, t, eps, z, variance="posterior")).numpy()
+    diff = (ddpm_step(sched, x, t, eps, z, variance="beta").x_prev
+            - ddpm_step(sched, x, t, eps, z, variance="posterior").x_prev).numpy()
     expected = (np.sqrt(sched.betas[t]) - np.sqrt(tilde_of(sched.betas)[t])) * z
     np.testing.assert_allclose(diff, expected, rtol=1e-5, atol=1e-6)
     assert np.all(np.abs(expected[z != 0]) > 0)
@@ -150,9 +150,9 @@ def test_ddpm_step_variance_choices(sched, xs):
 
 def test_ddpm_step_bad_inputs(sched, xs):
     x, eps, z = xs
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(ValueError, match="code indices"):
         ddpm_step(sched, x, 20, eps, z)
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(ValueError, match="code indices"):
         ddpm_step(sched, x, -1, eps, z)
     with pytest.raises(ValueError, match="integer scalar"):
         ddpm_step(sched, x, np.array([1, 2]), eps, z)
@@ -173,7 +173,7 @@ def test_ddpm_step_bad_inputs(sched, xs):
 @pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
 def test_ddim_step_by_hand(sched, xs, t, t_prev, eta, f32):
     x, eps, z = xs
-    got = ddim_step(sched, x, t, t_prev, eps, eta=eta, noise=z)
+    got = ddim_step(sched, x, t, t_prev, eps, eta=eta, z=z).x_prev
     ref, scale, _ = ref_ddim(sched.betas, x.astype(np.float64), t, t_prev, eps, eta, z)
     f32(got.numpy(), ref, scale=scale, what=f"ddim t={t}->{t_prev} eta={eta}")
 
@@ -182,7 +182,7 @@ def test_ddim_step_by_hand(sched, xs, t, t_prev, eta, f32):
 def test_ddim_step_clip_x0_by_hand(sched, xs, t, t_prev, eta, f32):
     x, eps, z = xs
     x = 3 * x
-    got = ddim_step(sched, x, t, t_prev, eps, eta=eta, noise=z, clip_x0=True)
+    got = ddim_step(sched, x, t, t_prev, eps, eta=eta, z=z, clip_x0=True).x_prev
     ref, scale, _ = ref_ddim(sched.betas, x.astype(np.float64), t, t_prev, eps, eta, z, clip_x0=True)
     # recomputing eps from the clipped x0 divides by sqrt(1 - alpha_bar_t): widen the scale
     f32(got.numpy(), ref, scale=scale + np.abs(x) / np.sqrt(1 - abars_of(sched.betas)[t]),
@@ -192,22 +192,22 @@ def test_ddim_step_clip_x0_by_hand(sched, xs, t, t_prev, eta, f32):
 
 
 def test_ddim_to_x0_is_predict_x0(sched, xs, f32):
-    """t_prev = -1 means alpha_bar_prev = 1: the step returns x0_pred, with no noise for any eta."""
+    """Any t_prev < 0 means alpha_bar_prev = 1: the step returns x0_pred, with no noise for any eta."""
     x, eps, z = xs
     t = 12
     a_t = abars_of(sched.betas)[t]
     x0_ref = (x.astype(np.float64) - np.sqrt(1 - a_t) * eps) / np.sqrt(a_t)
     scale = (np.abs(x) + np.sqrt(1 - a_t) * np.abs(eps)) / np.sqrt(a_t)
-    for eta, noise in [(0.0, None), (1.0, z), (0.7, 3 * z)]:
-        got = ddim_step(sched, x, t, -1, eps, eta=eta, noise=noise)
+    for eta, noise, t_prev in [(0.0, None, -1), (1.0, z, -1), (0.7, 3 * z, -1), (1.0, z, -8), (0.0, None, -100)]:
+        got = ddim_step(sched, x, t, t_prev, eps, eta=eta, z=noise).x_prev
         f32(got.numpy(), x0_ref, scale=scale, what=f"eta={eta}")
 
 
 def test_ddim_eta0_is_deterministic(sched, xs):
     x, eps, z = xs
-    a = ddim_step(sched, x, 15, 8, eps, eta=0.0)
-    b = ddim_step(sched, x, 15, 8, eps, eta=0.0, noise=z)
-    c = ddim_step(sched, x, 15, 8, eps, eta=0.0, noise=-5 * z)
+    a = ddim_step(sched, x, 15, 8, eps, eta=0.0).x_prev
+    b = ddim_step(sched, x, 15, 8, eps, eta=0.0, z=z).x_prev
+    c = ddim_step(sched, x, 15, 8, eps, eta=0.0, z=-5 * z).x_prev
     np.testing.assert_array_equal(a.numpy(), b.numpy())
     np.testing.assert_array_equal(a.numpy(), c.numpy())
 
@@ -217,13 +217,13 @@ def test_ddim_eta1_has_the_posterior_variance(sched, xs, t, f32):
     """eta = 1 and t_prev = t - 1: sigma^2 = beta_tilde_t, and the step *is* DDPM's (posterior)."""
     x, eps, z = xs
     ones = np.ones_like(x)
-    with_z = ddim_step(sched, x, t, t - 1, eps, eta=1.0, noise=ones)
-    without = ddim_step(sched, x, t, t - 1, eps, eta=1.0, noise=np.zeros_like(x))
+    with_z = ddim_step(sched, x, t, t - 1, eps, eta=1.0, z=ones).x_prev
+    without = ddim_step(sched, x, t, t - 1, eps, eta=1.0, z=np.zeros_like(x)).x_prev
     sigma = (with_z - without).numpy()
     np.testing.assert_allclose(sigma, np.sqrt(tilde_of(sched.betas)[t]), rtol=1e-5, atol=1e-6)
     # DDIM(eta=1, t -> t-1) == Algorithm 2 with sigma_t^2 = beta_tilde_t, same noise
-    ddim = ddim_step(sched, x, t, t - 1, eps, eta=1.0, noise=z).numpy()
-    ddpm = ddpm_step(sched, x, t, eps, z, variance="posterior").numpy()
+    ddim = ddim_step(sched, x, t, t - 1, eps, eta=1.0, z=z).x_prev.numpy()
+    ddpm = ddpm_step(sched, x, t, eps, z, variance="posterior").x_prev.numpy()
     _, scale, _ = ref_ddim(sched.betas, x.astype(np.float64), t, t - 1, eps, 1.0, z)
     f32(ddim, ddpm, scale=scale, rtol=4e-6, what="ddim(eta=1) vs ddpm")
 
@@ -234,14 +234,12 @@ def test_ddim_step_bad_inputs(sched, xs):
         ddim_step(sched, x, 5, 5, eps)
     with pytest.raises(ValueError, match="must be smaller"):
         ddim_step(sched, x, 5, 9, eps)
-    with pytest.raises(ValueError, match="eta must be >= 0"):
-        ddim_step(sched, x, 5, 4, eps, eta=-0.1, noise=z)
-    with pytest.raises(ValueError, match="noise is required"):
+    with pytest.raises(ValueError, match="eta must be a finite number >= 0"):
+        ddim_step(sched, x, 5, 4, eps, eta=-0.1, z=z)
+    with pytest.raises(ValueError, match="z must be given"):
         ddim_step(sched, x, 5, 4, eps, eta=0.5)
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(ValueError, match="code indices"):
         ddim_step(sched, x, 20, 4, eps)
-    with pytest.raises(ValueError, match="out of range"):
-        ddim_step(sched, x, 5, -2, eps)
     with pytest.raises(ValueError, match="integer scalar"):
         ddim_step(sched, x, 5.0, 4, eps)
     with pytest.raises(ValueError, match="float"):
@@ -249,7 +247,7 @@ def test_ddim_step_bad_inputs(sched, xs):
     with pytest.raises(ValueError, match="shape"):
         ddim_step(sched, x, 5, 4, eps[:, :2])
     with pytest.raises(ValueError, match="shape"):
-        ddim_step(sched, x, 5, 4, eps, eta=1.0, noise=z[:1])
+        ddim_step(sched, x, 5, 4, eps, eta=1.0, z=z[:1])
 
 
 # ---------------------------------------------------------------- sampling_timesteps
@@ -283,11 +281,23 @@ def test_sampling_timesteps_bad_steps(steps):
 
 
 # -------------------------------------------------------------------------- sample()
+def respaced_betas(betas, ts):
+    """Nichol & Dhariwal (2021), Sec. 4: beta'_i = 1 - alpha_bar_{t_i} / alpha_bar_{t_{i-1}}, float64,
+    for the visited times sorted increasingly (alpha_bar before the first is 1)."""
+    abar = abars_of(betas)
+    kept = np.sort(ts)
+    if len(kept) == len(betas):
+        return np.asarray(betas, np.float64)
+    prev = np.append(1.0, abar[kept][:-1])
+    return 1.0 - abar[kept] / prev
+
+
 def ref_chain(model, betas, shape, seed, method, steps=None, eta=0.0, variance="posterior",
               clip_x0=False):
     """Algorithm 2 / DDIM in float64 numpy, fed the same stateless noise as ``sample``."""
     T = len(betas)
     ts, ts_prev = sampling_timesteps(T, steps)
+    step_betas, idx = respaced_betas(betas, ts), np.arange(len(ts))[::-1]
 
     def normal(i):
         return tf.random.stateless_normal(shape, seed=[seed, i]).numpy().astype(np.float64)
@@ -299,7 +309,7 @@ def ref_chain(model, betas, shape, seed, method, steps=None, eta=0.0, variance="
         z = normal(i + 1)
         if method == "ddpm":
             step = ref_ddpm_clipped if clip_x0 else ref_ddpm
-            x, _ = step(betas, x, t, eps, z, variance)
+            x, _ = step(step_betas, x, idx[i], eps, z, variance)   # the model saw the original t
         else:
             x, _, _ = ref_ddim(betas, x, t, tp, eps, eta, z, clip_x0=clip_x0)
         traj.append(x)
@@ -309,6 +319,10 @@ def ref_chain(model, betas, shape, seed, method, steps=None, eta=0.0, variance="
 @pytest.mark.parametrize("method, steps, eta, variance", [
     ("ddpm", None, 0.0, "posterior"),
     ("ddpm", None, 0.0, "beta"),
+    ("ddpm", 7, 0.0, "posterior"),
+    ("ddpm", 7, 0.0, "beta"),
+    ("ddpm", 2, 0.0, "posterior"),
+    ("ddpm", 1, 0.0, "posterior"),
     ("ddim", None, 0.0, "posterior"),
     ("ddim", 5, 0.0, "posterior"),
     ("ddim", 5, 1.0, "posterior"),
@@ -328,8 +342,8 @@ def test_sample_matches_numpy_chain(model, sched, method, steps, eta, variance):
     np.testing.assert_allclose(traj.numpy(), ref_traj, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("method, steps, eta", [("ddpm", None, 0.0), ("ddim", 5, 0.0),
-                                                ("ddim", 5, 1.0)])
+@pytest.mark.parametrize("method, steps, eta", [("ddpm", None, 0.0), ("ddpm", 6, 0.0),
+                                                ("ddim", 5, 0.0), ("ddim", 5, 1.0)])
 def test_sample_clip_x0_matches_numpy_chain(model, sched, method, steps, eta):
     shape = (3, 4, 4, 1)
     x0 = sample(model, sched, shape, method=method, steps=steps, eta=eta, seed=2, clip_x0=True)
@@ -417,10 +431,15 @@ def test_sample_with_tiny_unet_ddim(tiny_unet):
         sample(tiny_unet, s, (2, 32, 32, 3), method="ddim", steps=3, seed=0)
 
 
-def test_sample_ddpm_needs_every_step(model, sched):
-    with pytest.raises(ValueError, match="DDPM runs all 20 steps"):
-        sample(model, sched, (1, 4, 4, 1), method="ddpm", steps=10)
-    assert sample(model, sched, (1, 4, 4, 1), method="ddpm", steps=20, seed=0).shape == (1, 4, 4, 1)
+def test_respaced_ddpm_with_every_step_is_plain_ddpm(model, sched):
+    """steps = T respaces to the same betas, bit for bit: the same images as Algorithm 2."""
+    shape = (2, 4, 4, 1)
+    plain, traj = sample(model, sched, shape, seed=4, return_trajectory=True)
+    again, traj2 = sample(model, sched, shape, steps=sched.timesteps, seed=4, return_trajectory=True)
+    np.testing.assert_array_equal(plain.numpy(), again.numpy())
+    np.testing.assert_array_equal(traj.numpy(), traj2.numpy())
+    fewer = sample(model, sched, shape, steps=10, seed=4)
+    assert np.max(np.abs(fewer.numpy() - plain.numpy())) > 1e-3
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -429,6 +448,12 @@ def test_sample_ddpm_needs_every_step(model, sched):
     (dict(variance="learned"), "variance must be"),
     (dict(method="ddim", eta=-0.5), "eta must be"),
     (dict(method="ddim", eta="0"), "eta must be"),
+    (dict(method="ddim", eta=float("nan")), "eta must be a finite number"),
+    (dict(method="ddim", eta=float("inf")), "eta must be a finite number"),
+    (dict(method="ddpm", eta=float("nan")), "eta must be a finite number"),
+    (dict(method="ddim", eta=True), "eta must be"),
+    (dict(method="ddpm", steps=0), "steps must be"),
+    (dict(method="ddpm", steps=21), "steps must be"),
     (dict(method="ddim", steps=0), "steps must be"),
     (dict(method="ddim", steps=21), "steps must be"),
     (dict(method="ddim", steps=2.5), "steps must be"),
@@ -445,3 +470,225 @@ def test_sample_bad_arguments(model, sched, kwargs, match):
     shape = kw.pop("shape")
     with pytest.raises(ValueError, match=match):
         sample(model, sched, shape, **kw)
+
+
+# ------------------------------------------------- shared tests of the two step functions
+def _ddpm(sched, x, t, eps, z, **kw):
+    return ddpm_step(sched, x, t, eps, z, **kw)
+
+
+def _ddim(sched, x, t, eps, z, **kw):
+    return ddim_step(sched, x, t, t - 3, eps, eta=0.5, z=z, **kw)
+
+
+STEPPERS = {"ddpm": _ddpm, "ddim": _ddim}
+
+
+@pytest.fixture(params=sorted(STEPPERS))
+def stepper(request):
+    return STEPPERS[request.param]
+
+
+@pytest.mark.parametrize("t", [0, 3, 19])
+def test_step_returns_x_prev_and_x0_pred(stepper, sched, xs, t, f32):
+    """Both steps return Step(x_prev, x0_pred); x0_pred is eq. (4) solved for x_0 (Ho's pred_xstart)."""
+    x, eps, z = xs
+    out = stepper(sched, x, t, eps, z)
+    assert isinstance(out, Step) and out._fields == ("x_prev", "x0_pred")
+    x_prev, x0_pred = out
+    assert x_prev.dtype == x0_pred.dtype == tf.float32 and x_prev.shape == x0_pred.shape == x.shape
+    a_t = abars_of(sched.betas)[t]
+    ref = (x.astype(np.float64) - np.sqrt(1 - a_t) * eps) / np.sqrt(a_t)
+    f32(x0_pred.numpy(), ref, scale=(np.abs(x) + np.sqrt(1 - a_t) * np.abs(eps)) / np.sqrt(a_t))
+    np.testing.assert_array_equal(x0_pred.numpy(), sched.predict_x0(x, t, eps).numpy())
+
+
+def test_step_clip_x0_clips_x0_pred(stepper, sched, xs):
+    x, eps, z = xs
+    x0_pred = stepper(sched, 3 * x, 10, eps, z, clip_x0=True).x0_pred.numpy()
+    assert np.all(np.abs(x0_pred) <= 1.0) and np.any(np.abs(x0_pred) == 1.0)
+
+
+def test_step_inside_tf_function_matches_eager(stepper, sched, xs):
+    x, eps, z = xs
+    compiled = tf.function(lambda x, t, eps, z: stepper(sched, x, t, eps, z))
+    for t in (0, 7, 19):
+        a = stepper(sched, x, t, eps, z)
+        b = compiled(tf.constant(x), tf.constant(t), tf.constant(eps), tf.constant(z))
+        np.testing.assert_array_equal(a.x_prev.numpy(), b.x_prev.numpy())
+        np.testing.assert_array_equal(a.x0_pred.numpy(), b.x0_pred.numpy())
+
+
+@pytest.mark.parametrize("t, match", [
+    (20, r"t must be code indices in \[0, 20\)"),
+    (np.int64(25), "code indices"),
+    (3.0, "integer scalar"),
+    (np.array([3, 4]), "integer scalar"),
+    (True, "integer scalar"),
+])
+def test_step_rejects_bad_t(stepper, sched, xs, t, match):
+    x, eps, z = xs
+    with pytest.raises(ValueError, match=match):
+        stepper(sched, x, t, eps, z)
+
+
+def test_step_rejects_bad_tensors(stepper, sched, xs):
+    x, eps, z = xs
+    with pytest.raises(ValueError, match="x_t must be a float"):
+        stepper(sched, x.astype(np.int32), 5, eps, z)
+    with pytest.raises(ValueError, match="eps must have the shape of x_t"):
+        stepper(sched, x, 5, eps[:1], z)
+    with pytest.raises(ValueError, match="z must have the shape of x_t"):
+        stepper(sched, x, 5, eps, z[:1])
+
+
+def test_step_accepts_numpy_integer_t(stepper, sched, xs):
+    x, eps, z = xs
+    a = stepper(sched, x, 9, eps, z).x_prev.numpy()
+    np.testing.assert_array_equal(stepper(sched, x, np.int64(9), eps, z).x_prev.numpy(), a)
+    np.testing.assert_array_equal(stepper(sched, x, np.array(9, np.int32), eps, z).x_prev.numpy(), a)
+
+
+@pytest.mark.parametrize("eta", [float("nan"), float("inf"), -float("inf"), np.float32("nan")])
+def test_ddim_step_rejects_non_finite_eta(sched, xs, eta):
+    x, eps, z = xs
+    with pytest.raises(ValueError, match="eta must be a finite number"):
+        ddim_step(sched, x, 5, 4, eps, eta=eta, z=z)
+
+
+def test_ddim_step_python_eta_is_float64(sched, xs, f32):
+    """eta = 0.3 is not a float32 number; sigma(eta) uses the float64 value (eq. 16)."""
+    x, eps, z = xs
+    got = ddim_step(sched, x, 10, 4, eps, eta=0.3, z=z).x_prev
+    ref, scale, _ = ref_ddim(sched.betas, x.astype(np.float64), 10, 4, eps, 0.3, z)
+    f32(got.numpy(), ref, scale=scale)
+
+
+# --------------------------------------------------------------------- the loops
+@pytest.mark.parametrize("method, kw", [("ddpm", {}), ("ddpm", dict(steps=6)),
+                                        ("ddpm", dict(variance="beta", clip_x0=True)),
+                                        ("ddim", dict(steps=5, eta=0.5)), ("ddim", dict(steps=20))])
+def test_sample_runs_the_public_loops(model, sched, method, kw):
+    """sample() is ddpm_loop / ddim_loop compiled: the eager Python loop gives the same numbers."""
+    shape = (2, 4, 4, 1)
+    x_T = tf.random.stateless_normal(shape, seed=[9, 0], alg="philox")
+    loop = ddpm_loop if method == "ddpm" else ddim_loop
+    x0, xs_, x0s = loop(model, sched, x_T, 9, trajectory=True, **kw)
+    got, traj, x0_traj = sample(model, sched, shape, method=method, seed=9, return_trajectory=True,
+                                return_x0_trajectory=True, **kw)
+    n = kw.get("steps", sched.timesteps)
+    assert traj.shape == (n + 1, *shape) and x0_traj.shape == (n, *shape)
+    np.testing.assert_allclose(got.numpy(), x0.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(traj.numpy(), xs_.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(x0_traj.numpy(), x0s.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(loop(model, sched, x_T, 9, **kw).numpy(), x0.numpy())
+    only_x0 = sample(model, sched, shape, method=method, seed=9, return_x0_trajectory=True, **kw)
+    assert len(only_x0) == 2
+    np.testing.assert_array_equal(only_x0[1].numpy(), x0_traj.numpy())
+
+
+def test_x0_trajectory_is_each_steps_prediction(model, sched):
+    """The i-th entry is x0_pred of step i: eq. (4) solved for x_0 at the x_t of that step."""
+    shape = (2, 4, 4, 1)
+    _, traj, x0s = sample(model, sched, shape, method="ddim", steps=5, seed=1, return_trajectory=True,
+                          return_x0_trajectory=True)
+    ts, _ = sampling_timesteps(sched.timesteps, 5)
+    for i, t in enumerate(ts):
+        x = traj.numpy()[i]
+        eps = model(x, np.full(2, t))
+        np.testing.assert_allclose(x0s.numpy()[i], sched.predict_x0(x, int(t), eps).numpy(),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_sampling_timesteps_formula():
+    """The docstring's formula: ts[i] = round((T - 1)(S - 1 - i) / (S - 1)), halves to even."""
+    for T, S in [(1000, 50), (1000, 7), (20, 20), (20, 3), (7, 2)]:
+        ts, prev = sampling_timesteps(T, S)
+        i = np.arange(S)
+        np.testing.assert_array_equal(ts, np.round((T - 1) * (S - 1 - i) / (S - 1)))
+        assert len(set(ts.tolist())) == S and ts[0] == T - 1 and ts[-1] == 0
+        np.testing.assert_array_equal(prev, np.append(ts[1:], -1))
+
+
+# ------------------------------------------- exact noise predictor of Gaussian data
+class GaussianOracle:
+    """eps_theta(x_t, t) = E[eps | x_t] for data x_0 ~ N(mu, s^2) per pixel: with a = alpha_bar_t,
+    x_t = sqrt(a) x_0 + sqrt(1 - a) eps is Gaussian and E[eps | x_t] = sqrt(1 - a) (x_t - sqrt(a) mu)
+    / (a s^2 + 1 - a), affine in x_t."""
+
+    def __init__(self, sched, mu, s):
+        a = sched.alpha_bars
+        self.k = np.sqrt(1 - a) / (a * s ** 2 + 1 - a)
+        self.c = self.k * np.sqrt(a) * mu
+
+    def __call__(self, x, t, training=False):
+        k = tf.gather(tf.constant(self.k, tf.float32), t)[:, None, None, None]
+        c = tf.gather(tf.constant(self.c, tf.float32), t)[:, None, None, None]
+        return k * x - c
+
+    def np(self, x, t):
+        return self.k[t] * x - self.c[t]
+
+
+def gaussian_chain(oracle, betas, method, steps, eta, variance):
+    """Mean and variance of x_0 after the sampler's chain, in float64: each step maps x to
+    A x + B + C z (z ~ N(0, 1)), so m -> A m + B and v -> A^2 v + C^2, starting from N(0, 1)."""
+    ts, ts_prev = sampling_timesteps(len(betas), steps)
+    step_betas, idx = respaced_betas(betas, ts), np.arange(len(ts))[::-1]
+    m, v = 0.0, 1.0
+
+    def f(x, z, i):
+        t = ts[i]
+        eps = oracle.np(np.float64(x), t)
+        if method == "ddpm":
+            return ref_ddpm(step_betas, np.float64(x), idx[i], eps, np.float64(z), variance)[0]
+        return ref_ddim(betas, np.float64(x), t, ts_prev[i], eps, eta, np.float64(z))[0]
+
+    for i in range(len(ts)):
+        b = f(0.0, 0.0, i)
+        a, c = f(1.0, 0.0, i) - b, f(0.0, 1.0, i) - b
+        m, v = a * m + b, a * a * v + c * c
+    return m, v
+
+
+@pytest.mark.parametrize("method, steps, eta, variance", [
+    ("ddpm", None, 0.0, "posterior"),
+    ("ddpm", None, 0.0, "beta"),
+    ("ddpm", 10, 0.0, "posterior"),
+    ("ddpm", 10, 0.0, "beta"),
+    ("ddim", 10, 0.0, "posterior"),
+    ("ddim", 10, 0.5, "posterior"),
+    ("ddim", None, 1.0, "posterior"),
+])
+def test_every_sampler_with_the_exact_eps_of_gaussian_data(method, steps, eta, variance):
+    """N = 40,000 pixels; the sample mean is within 5 standard errors of the float64 chain's mean
+    and the sample std within 5 of its standard errors (sqrt(v / (2N)) for a Gaussian)."""
+    sched = linear_schedule(100, beta_start=1e-3, beta_end=0.1)
+    mu, s = 0.3, 0.5
+    oracle = GaussianOracle(sched, mu, s)
+    x = sample(oracle, sched, (2500, 4, 4, 1), method=method, steps=steps, eta=eta,
+               variance=variance, seed=0).numpy().ravel().astype(np.float64)
+    m, v = gaussian_chain(oracle, sched.betas, method, steps, eta, variance)
+    n = x.size
+    assert abs(x.mean() - m) < 5 * np.sqrt(v / n), (x.mean(), m)
+    assert abs(x.std() - np.sqrt(v)) < 5 * np.sqrt(v / (2 * n)), (x.std(), np.sqrt(v))
+    if method == "ddpm" and steps is None and variance == "posterior":
+        assert abs(np.sqrt(v) - s) < 0.05 and abs(m - mu) < 0.05      # Algorithm 2 finds the data
+
+
+# ----------------------------------------------------------------- no global state
+def test_importing_ddpm_lib_changes_no_global_state():
+    import subprocess
+    import sys
+    code = (
+        "import os, sys, logging\n"
+        "import tensorflow as tf\n"
+        "env = dict(os.environ); filters = list(tf.get_logger().filters)\n"
+        "import ddpm_lib, ddpm_lib.sampler, ddpm_lib.trainer, ddpm_lib.cli, ddpm_lib.viz\n"
+        "assert dict(os.environ) == env, set(os.environ.items()) ^ set(env.items())\n"
+        "assert list(tf.get_logger().filters) == filters, tf.get_logger().filters\n"
+        "print('ok')\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ddpm_lib.schedule import Schedule, cosine_schedule, linear_schedule
+from ddpm_lib.schedule import Schedule, cosine_schedule, extract, linear_schedule, respace
 
 
 # ----------------------------------------------------------------------------- references
@@ -193,31 +193,6 @@ def test_q_posterior(sched, batch, f32):
     assert var.numpy()[0].item() == 0.0
 
 
-def test_p_mean_eq11(sched, batch, f32):
-    x0, noise, t = batch
-    rng = np.random.default_rng(1)
-    xt = rng.standard_normal(x0.shape).astype(np.float32)
-    eps = rng.standard_normal(x0.shape).astype(np.float32)
-    betas = sched.betas[t]
-    abar = ref_derived(sched.betas)["alpha_bars"][t]
-    a = col(1 / np.sqrt(1 - betas)) * xt
-    b = col(1 / np.sqrt(1 - betas) * betas / np.sqrt(1 - abar)) * eps
-    f32(sched.p_mean(xt, t, eps).numpy(), a - b, scale=np.abs(a) + np.abs(b), what="p_mean")
-
-
-def test_p_mean_is_posterior_mean_at_predicted_x0(sched, batch, f32):
-    # eq. (10) -> (11): mu_tilde(x_t, x0_pred(x_t, eps)) == mu_theta(x_t, eps), in float64 numpy
-    x0, noise, t = batch
-    ref = ref_derived(sched.betas)
-    abar, c1, c2 = ref["alpha_bars"][t], ref["posterior_mean_coef1"][t], ref["posterior_mean_coef2"][t]
-    xt = (np.sqrt(col(abar)) * x0 + np.sqrt(1 - col(abar)) * noise).astype(np.float32)
-    x0_pred = (xt - np.sqrt(1 - col(abar)) * noise) / np.sqrt(col(abar))   # float64
-    mu_tilde = col(c1) * x0_pred + col(c2) * xt
-    got = sched.p_mean(xt, t, noise).numpy()
-    scale = col(1 / np.sqrt(1 - sched.betas[t])) * (np.abs(xt) + col(sched.eps_coef[t]) * np.abs(noise))
-    f32(got, mu_tilde, scale=scale, what="p_mean vs mu_tilde(x0_pred)")
-
-
 def test_rank2_inputs_and_scalar_t(f32):
     s = linear_schedule(100)
     rng = np.random.default_rng(2)
@@ -231,12 +206,14 @@ def test_rank2_inputs_and_scalar_t(f32):
     np.testing.assert_array_equal(s.q_sample(x0, np.int64(7), noise).numpy(), xt.numpy())
 
 
-def test_gather_shapes():
+def test_extract_shapes_and_values():
     s = linear_schedule(10)
-    g = s.gather("betas", tf.constant([0, 9]), ndim=4)
+    g = extract(s.betas, tf.constant([0, 9]), ndim=4)
     assert g.shape == (2, 1, 1, 1) and g.dtype == tf.float32
-    np.testing.assert_allclose(g.numpy().ravel(), [1e-4, 0.02], rtol=1e-6)
-    assert s.gather("betas", tf.constant(3)).shape == ()
+    np.testing.assert_array_equal(g.numpy().ravel(), s.betas[[0, 9]].astype(np.float32))
+    assert extract(s.betas, tf.constant(3)).shape == ()
+    assert extract(s.betas, 3, dtype=tf.float64).numpy() == s.betas[3]     # float64: exact
+    assert extract(s.alpha_bars, [1, 2], ndim=2).shape == (2, 1)
 
 
 def test_methods_work_inside_tf_function(f32):
@@ -330,11 +307,11 @@ def test_posterior_matches_bayes_rule_on_a_grid(name, t, f32):
 
 # --------------------------------------------------------------------- bad inputs
 @pytest.mark.parametrize("t, match", [
-    (np.array([-1, 0]), "out of range"),
-    (np.array([0, 1000]), "out of range"),
-    (np.array([0, 1, 2]), "batch size 2"),
+    (np.array([-1, 0]), r"t must be code indices in \[0, 1000\).*got \[-1\]"),
+    (np.array([0, 1000]), r"t must be code indices in \[0, 1000\).*got \[1000\]"),
+    (np.array([0, 1, 2]), r"t must have shape \(2,\)"),
     (np.array([[0, 1]]), "shape"),
-    (np.array([0.0, 1.0]), "Cast it"),
+    (np.array([0.0, 1.0]), "cast it"),
     (np.array([0.5, 1.0]), "integer"),
     (np.array(["a", "b"]), "integer"),
 ])
@@ -349,27 +326,25 @@ def test_bad_shapes():
     s = linear_schedule(100)
     x0 = np.zeros((2, 8, 8, 1), np.float32)
     t = np.array([1, 2])
-    with pytest.raises(ValueError, match="must match"):
+    with pytest.raises(ValueError, match="must have the shape of"):
         s.q_sample(x0, t, np.zeros((2, 8, 8, 3), np.float32))
-    with pytest.raises(ValueError, match="must match"):
+    with pytest.raises(ValueError, match="must have the shape of"):
         s.q_posterior(x0, np.zeros((2, 4, 4, 1), np.float32), t)
-    with pytest.raises(ValueError, match="must match"):
+    with pytest.raises(ValueError, match="must have the shape of"):
         s.predict_x0(x0, t, np.zeros((3, 8, 8, 1), np.float32))
-    with pytest.raises(ValueError, match="must match"):
-        s.p_mean(x0, t, np.zeros((2, 8, 8), np.float32))
     with pytest.raises(ValueError, match="leading batch axis"):
         s.q_mean_variance(np.float32(1.0), 0)
 
 
 @pytest.mark.parametrize("T", [0, -3])
 def test_timesteps_below_one(T):
-    with pytest.raises(ValueError, match=">= 1"):
+    with pytest.raises(ValueError, match="timesteps must be a positive integer"):
         linear_schedule(T)
-    with pytest.raises(ValueError, match=">= 1"):
+    with pytest.raises(ValueError, match="timesteps must be a positive integer"):
         cosine_schedule(T)
 
 
-@pytest.mark.parametrize("T", [2.5, 10.0, "10", True, None])
+@pytest.mark.parametrize("T", [2.5, 10.0, "10", True, np.bool_(True), None])
 def test_timesteps_not_an_integer(T):
     with pytest.raises(ValueError, match="integer"):
         linear_schedule(T)
@@ -401,3 +376,37 @@ def test_bad_linear_and_cosine_arguments():
     for mb in (0.0, 1.0, 1.5):
         with pytest.raises(ValueError, match="max_beta"):
             cosine_schedule(10, max_beta=mb)
+
+
+def test_timesteps_accepts_numpy_integers():
+    assert linear_schedule(np.int64(10)).timesteps == 10
+    assert cosine_schedule(np.int32(10)).timesteps == 10
+
+
+# --------------------------------------------------------------------------- respacing
+@pytest.mark.parametrize("name", ["linear", "cosine"])
+def test_respace_every_time_is_the_same_schedule(name):
+    s = linear_schedule(50) if name == "linear" else cosine_schedule(50)
+    r = respace(s, np.arange(49, -1, -1))
+    np.testing.assert_array_equal(r.betas, s.betas)            # bit for bit
+    np.testing.assert_array_equal(r.alpha_bars, s.alpha_bars)
+
+
+@pytest.mark.parametrize("ts", [[0, 10, 25, 49], [49, 30, 1, 0], [5, 20, 49], [49], [0]])
+def test_respace_alpha_bars_are_the_visited_ones(ts):
+    """beta'_i = 1 - alpha_bar_{t_i} / alpha_bar_{t_{i-1}} (Nichol & Dhariwal 2021, Sec. 4), so the
+    new alpha_bar'_i equals the old alpha_bar_{t_i}: float64 products, rtol 1e-12."""
+    s = linear_schedule(50, beta_start=1e-3, beta_end=0.2)
+    ref_abar = ref_derived(s.betas)["alpha_bars"]
+    r = respace(s, np.array(ts))
+    kept = np.sort(ts)
+    assert r.timesteps == len(ts)
+    np.testing.assert_allclose(r.alpha_bars, ref_abar[kept], rtol=1e-12)
+    prev = np.append(1.0, ref_abar[kept][:-1])
+    np.testing.assert_allclose(r.betas, 1 - ref_abar[kept] / prev, rtol=1e-12)
+
+
+@pytest.mark.parametrize("ts", [[], [[1, 2]], [0.0, 3.0], [-1, 3], [3, 50], [3, 3, 7]])
+def test_respace_bad_times(ts):
+    with pytest.raises(ValueError, match="ts must be"):
+        respace(linear_schedule(50), np.array(ts))

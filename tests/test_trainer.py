@@ -16,7 +16,9 @@ import tensorflow as tf
 
 from ddpm_lib import checkpoint as ck
 from ddpm_lib.schedule import linear_schedule
-from ddpm_lib.trainer import LinearWarmup, Trainer, TrainingDivergedError
+from ddpm_lib.data import make_dataset
+from ddpm_lib.trainer import (LinearWarmup, Trainer, TrainingDivergedError, draw_t_eps,
+                              ema_update, train_step)
 
 N, M = 5, 3                      # exact resume: N steps, save, restore, M steps
 STEPS_A = 48                     # the long run: also the "loss decreases" run
@@ -109,7 +111,7 @@ def test_checkpoint_contents(run_a):
     data = ck.read_npz(snaps["saved"])
     meta = data["meta"]
     assert os.path.basename(snaps["saved"]) == f"ckpt-{N:08d}.npz"
-    assert meta["format"] == "ddpm_lib.checkpoint/1" and meta["step"] == N
+    assert meta["format"] == "ddpm_lib.checkpoint/2" and meta["step"] == N
     assert meta["hparams"]["batch_size"] == 16 and meta["hparams"]["seed"] == 0
     assert len(meta["history"]) == N
     assert {k.split("/")[0] for k in data if k != "meta"} == {"model", "ema", "opt"}
@@ -169,12 +171,12 @@ def saved_tiny(tiny_eps_cls, schedule, tmp_path):
 
 
 @pytest.mark.parametrize("change, match", [
-    (dict(batch_size=8), "batch_size=16; this trainer has batch_size=8"),
-    (dict(seed=1), "seed=0; this trainer has seed=1"),
-    (dict(image_size=16), "image_size=32"),
-    (dict(mode="resize"), "mode=pad"),
-    (dict(width=16), "made by a model with config"),
-    (dict(schedule=linear_schedule(100, beta_end=0.03)), "different noise schedule"),
+    (dict(batch_size=8), "batch_size: saved 16, given 8"),
+    (dict(seed=1), "seed: saved 0, given 1"),
+    (dict(image_size=16), "image_size: saved 32, given 16"),
+    (dict(mode="resize"), "mode: saved 'pad', given 'resize'"),
+    (dict(width=16), "holds a run with another configuration .model_config: saved"),
+    (dict(schedule=linear_schedule(100, beta_end=0.03)), "schedule: saved"),
 ])
 def test_restore_refuses_another_configuration(tiny_eps_cls, schedule, saved_tiny, change, match):
     change = dict(change)
@@ -235,6 +237,10 @@ def test_huge_learning_rate_diverges(tiny_eps_cls, images, schedule, tmp_path):
     (dict(batch_size=0), "batch_size must be a positive integer"),
     (dict(batch_size=True), "batch_size must be a positive integer"),
     (dict(batch_size=16.0), "batch_size must be a positive integer"),
+    (dict(checkpoint_every=0), "checkpoint_every must be a positive integer"),
+    (dict(checkpoint_every=np.int64(-2)), "checkpoint_every must be a positive integer"),
+    (dict(keep_checkpoints=-1), "keep_checkpoints must be a non-negative integer"),
+    (dict(seed=1.5), "seed must be a non-negative integer"),
     (dict(learning_rate=0.0), "learning_rate must be > 0"),
     (dict(ema_decay=1.0), "ema_decay must lie in"),
     (dict(ema_decay=-0.1), "ema_decay must lie in"),
@@ -251,6 +257,9 @@ def test_bad_fit_and_save_arguments(tiny_eps_cls, images, schedule):
     for steps in (-1, 2.0, True):
         with pytest.raises(ValueError, match="steps must be a non-negative integer"):
             tr.fit(images, steps)
+    for bad in (0, 2.5):
+        with pytest.raises(ValueError, match="log_every must be a positive integer"):
+            tr.fit(images, 1, log_every=bad)
     with pytest.raises(ValueError, match="uint8"):
         tr.fit(images.astype(np.int32), 1)
     with pytest.raises(ValueError, match="no checkpoint_dir"):
@@ -360,3 +369,69 @@ def test_mirrored_strategy_with_grad_clip_matches_single_device(mirrored):
     r = mirrored["0.1"]
     np.testing.assert_allclose(r["loss_mirrored"], r["loss_single"], rtol=1e-5)
     assert r["w_diff"] < 1e-5 and r["ema_diff"] < 1e-5, r
+
+
+# ------------------------------------------------- Algorithm 1 as public functions
+def test_draw_t_eps_is_stateless_and_in_range():
+    x0 = tf.zeros([64, 8, 8, 1])
+    t, eps = draw_t_eps(x0, 3, seed=0, timesteps=100)
+    assert t.dtype == tf.int32 and t.shape == (64,) and eps.shape == x0.shape
+    assert 0 <= int(tf.reduce_min(t)) and int(tf.reduce_max(t)) < 100
+    t2, eps2 = draw_t_eps(x0, tf.constant(3, tf.int64), seed=0, timesteps=100)
+    np.testing.assert_array_equal(t.numpy(), t2.numpy())
+    np.testing.assert_array_equal(eps.numpy(), eps2.numpy())
+    for other in (dict(step=4, seed=0), dict(step=3, seed=1)):
+        t3, eps3 = draw_t_eps(x0, other["step"], seed=other["seed"], timesteps=100)
+        assert np.any(t3.numpy() != t.numpy()) and np.max(np.abs(eps3.numpy() - eps.numpy())) > 0.1
+
+
+def test_train_step_loss_is_l_simple(tiny_eps_cls, schedule):
+    """The loss train_step returns is eq. (14) at the weights before the step, in float64."""
+    model = tiny_eps_cls()
+    x0 = np.random.default_rng(0).uniform(-1, 1, (4, 8, 8, 1)).astype(np.float32)
+    t, eps = draw_t_eps(x0, 0, seed=0, timesteps=schedule.timesteps)
+    ab = schedule.alpha_bars[t.numpy()][:, None, None, None]
+    x_t = np.sqrt(ab) * x0 + np.sqrt(1 - ab) * eps.numpy()
+    eps_pred = model(x_t.astype(np.float32), t).numpy().astype(np.float64)
+    ref = np.mean((eps.numpy() - eps_pred) ** 2)
+    before = [w.numpy().copy() for w in model.trainable_variables]
+    opt = keras.optimizers.AdamW(1e-3)
+    loss = train_step(model, opt, schedule, x0, t, eps)
+    np.testing.assert_allclose(float(loss), ref, rtol=1e-5)
+    assert any(np.max(np.abs(a - w.numpy())) > 0 for a, w in zip(before, model.trainable_variables))
+
+
+def test_trainer_runs_the_public_algorithm1(tiny_eps_cls, images, schedule):
+    """Trainer.fit for two steps == make_dataset + draw_t_eps + train_step + ema_update by hand,
+    with the trainer's optimizer and clipping: the same weights, bit for bit."""
+    tr = tiny_trainer(tiny_eps_cls, schedule, seed=3)
+    model = tiny_eps_cls.from_config(tr.model.get_config())
+    model(tf.zeros([1, 32, 32, 1]), tf.zeros([1], tf.int32))
+    model.set_weights(tr.model.get_weights())
+    ema = tiny_eps_cls.from_config(dict(tr.model.get_config(), name="ema_by_hand"))
+    ema(tf.zeros([1, 32, 32, 1]), tf.zeros([1], tf.int32))
+    ema.set_weights(tr.model.get_weights())
+    opt = keras.optimizers.AdamW(learning_rate=tr.hparams["learning_rate"],
+                                 weight_decay=tr.hparams["weight_decay"])
+    opt.build(model.trainable_variables)
+    clip = lambda g: tf.clip_by_global_norm(g, tr.grad_clip)[0]      # noqa: E731
+
+    @tf.function
+    def by_hand(x0, step):
+        t, eps = draw_t_eps(x0, step, tr.seed, schedule.timesteps)
+        loss = train_step(model, opt, schedule, x0, t, eps, global_batch_size=tr.batch_size, clip=clip)
+        ema_update(ema.weights, model.weights, tr.ema_decay, opt.iterations)
+        return loss
+
+    ds = make_dataset(images, tr.batch_size, tr.image_size, tr.mode, seed=tr.seed)
+    for step, x0 in enumerate(ds.take(2)):
+        by_hand(x0, tf.constant(step, tf.int64))
+    tr.fit(images, 2)
+    for a, b in zip(tr.model.weights + tr.ema_model.weights, model.weights + ema.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_ema_update_function():
+    e, w = keras.Variable(np.float32([1.0, 2.0])), keras.Variable(np.float32([3.0, -2.0]))
+    ema_update([e], [w], 0.999, 5)                    # d = min(0.999, 6 / 15) = 0.4
+    np.testing.assert_allclose(e.numpy(), [0.4 * 1 + 0.6 * 3, 0.4 * 2 - 0.6 * 2], rtol=1e-6)

@@ -1,0 +1,106 @@
+"""Input checks shared by every module, with one wording: "<name> must be <what>; got <value>."
+
+Each check runs before any work starts and raises ``ValueError``. Inside ``tf.function`` the
+values of tensors are unknown: the checks then test what they can (dtype, rank) and trust the rest.
+Index convention for time indices: see ``ddpm_lib.schedule`` (code t = paper t - 1).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["positive_int", "non_negative_int", "finite_number", "time_index", "float_tensor",
+           "same_shape", "image_shape"]
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def positive_int(value, name):
+    """``value`` as a Python int >= 1 (numpy integers accepted; bools and floats rejected)."""
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    return int(value)
+
+
+def non_negative_int(value, name):
+    """``value`` as a Python int >= 0 (numpy integers accepted; bools and floats rejected)."""
+    if not _is_int(value) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer; got {value!r}.")
+    return int(value)
+
+
+def finite_number(value, name, minimum=None):
+    """``value`` as a finite Python float (>= ``minimum`` if given); bools are rejected."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a finite number; got {value!r}.")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number; got {value!r}.")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be a finite number >= {minimum}; got {value!r}.")
+    return value
+
+
+def time_index(t, timesteps, name="t", batch=None, scalar=False, allow_negative=False):
+    """Time indices as an int32 tensor: a scalar, or shape ``(batch,)`` unless ``scalar``.
+
+    Values must lie in ``[0, timesteps)`` (code t = paper t - 1); ``allow_negative`` also accepts
+    any ``t < 0`` (DDIM's "step to x_0"). ``batch`` is the images' batch size, when known.
+    """
+    if tf.is_symbolic_tensor(t):        # inside tf.function: the values are unknown
+        if not t.dtype.is_integer:
+            raise ValueError(f"{name} must be an integer tensor of code times; got dtype {t.dtype.name}.")
+        return tf.cast(t, tf.int32)
+    arr = np.asarray(t)
+    what = "an integer scalar shared by the batch" if scalar else "an integer scalar or array of shape (batch,)"
+    if arr.dtype.kind not in "iu" or arr.ndim > (0 if scalar else 1):
+        hint = " (cast it, e.g. t.astype('int32'))" if arr.dtype.kind == "f" else ""
+        raise ValueError(f"{name} must be {what}{hint}; got {t!r} (dtype {arr.dtype}, shape {arr.shape}).")
+    low = -np.inf if allow_negative else 0
+    bad = arr[(arr < low) | (arr >= timesteps)]
+    if bad.size:
+        expected = f"< {timesteps}" if allow_negative else f"in [0, {timesteps})"
+        raise ValueError(f"{name} must be code indices {expected} (code t = paper t - 1); "
+                         f"got {bad.ravel()[:5].tolist()}.")
+    if batch is not None and arr.ndim == 1 and arr.shape[0] != batch:
+        raise ValueError(f"{name} must have shape ({batch},), the images' batch size; "
+                         f"got shape {arr.shape}.")
+    return tf.constant(arr, tf.int32)
+
+
+def float_tensor(x, name):
+    """``x`` as a float32 tensor; integer or boolean input is rejected (it is almost always a bug)."""
+    x = tf.convert_to_tensor(x)
+    if not x.dtype.is_floating:
+        raise ValueError(f"{name} must be a float tensor or array; got dtype {x.dtype.name}.")
+    return tf.cast(x, tf.float32)
+
+
+def same_shape(ref_name, ref, **others):
+    """Raise unless every tensor in ``others`` (``None`` skipped) has the shape of ``ref``."""
+    for name, x in others.items():
+        if x is None:
+            continue
+        if ref.shape.is_fully_defined() and x.shape.is_fully_defined() and x.shape != ref.shape:
+            raise ValueError(f"{name} must have the shape of {ref_name}, {tuple(ref.shape)}; "
+                             f"got {tuple(x.shape)}.")
+
+
+def image_shape(shape, channels=None, name="shape"):
+    """``shape`` as a tuple ``(batch, height, width, channels)`` of positive ints."""
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        dims = None
+    if dims is None or len(dims) != 4 or not all(_is_int(d) and d >= 1 for d in dims):
+        raise ValueError(f"{name} must be (batch, height, width, channels) of positive integers; "
+                         f"got {shape!r}.")
+    dims = tuple(int(d) for d in dims)
+    if channels is not None and dims[-1] != channels:
+        raise ValueError(f"{name} must end with the model's {channels} channels, "
+                         f"(batch, height, width, {channels}); got {dims}.")
+    return dims
