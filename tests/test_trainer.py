@@ -111,7 +111,7 @@ def test_checkpoint_contents(run_a):
     data = ck.read_npz(snaps["saved"])
     meta = data["meta"]
     assert os.path.basename(snaps["saved"]) == f"ckpt-{N:08d}.npz"
-    assert meta["format"] == "ddpm_lib.checkpoint/1" and meta["step"] == N
+    assert meta["format"] == "ddpm_lib.checkpoint/2" and meta["step"] == N
     assert meta["hparams"]["batch_size"] == 16 and meta["hparams"]["seed"] == 0
     assert len(meta["history"]) == N
     assert {k.split("/")[0] for k in data if k != "meta"} == {"model", "ema", "opt"}
@@ -171,12 +171,12 @@ def saved_tiny(tiny_eps_cls, schedule, tmp_path):
 
 
 @pytest.mark.parametrize("change, match", [
-    (dict(batch_size=8), "batch_size=16; this trainer has batch_size=8"),
-    (dict(seed=1), "seed=0; this trainer has seed=1"),
-    (dict(image_size=16), "image_size=32"),
-    (dict(mode="resize"), "mode=pad"),
-    (dict(width=16), "made by a model with config"),
-    (dict(schedule=linear_schedule(100, beta_end=0.03)), "different noise schedule"),
+    (dict(batch_size=8), "batch_size: saved 16, given 8"),
+    (dict(seed=1), "seed: saved 0, given 1"),
+    (dict(image_size=16), "image_size: saved 32, given 16"),
+    (dict(mode="resize"), "mode: saved 'pad', given 'resize'"),
+    (dict(width=16), "holds a run with another configuration .model_config: saved"),
+    (dict(schedule=linear_schedule(100, beta_end=0.03)), "schedule: saved"),
 ])
 def test_restore_refuses_another_configuration(tiny_eps_cls, schedule, saved_tiny, change, match):
     change = dict(change)
