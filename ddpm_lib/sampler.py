@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import collections
 import functools
+import warnings
 import weakref
 
 import numpy as np
 import tensorflow as tf
 
 from . import validate
+from .checkpoint import schedule_hash
 from .reverse import ddim_sigma, p_mean, p_variance
 from .schedule import extract, respace
 
@@ -236,6 +238,11 @@ def sample(model, schedule, shape, method="ddpm", steps=None, eta=0.0, seed=None
     p_variance(schedule, variance)       # validates the name
     eta = validate.finite_number(eta, "eta", minimum=0)
     sampling_timesteps(schedule.timesteps, steps)      # validates steps
+    trained_T = getattr(model, "trained_timesteps", None)     # set by checkpoint.load_weights
+    if trained_T is not None and trained_T != schedule.timesteps:
+        warnings.warn(f"the model was trained with T = {trained_T} but the schedule has "
+                      f"T = {schedule.timesteps}; sample with the schedule it was trained with "
+                      "(load_weights returns it).", UserWarning, stacklevel=2)
     if steps is not None:
         steps = int(steps)
     if seed is None:
@@ -250,7 +257,7 @@ def sample(model, schedule, shape, method="ddpm", steps=None, eta=0.0, seed=None
     else:
         loop = functools.partial(ddim_loop, steps=steps, eta=eta, clip_x0=bool(clip_x0),
                                  trajectory=trajectory)
-    key = (schedule.betas.tobytes(), shape, method, steps, eta, variance, trajectory,
+    key = (schedule_hash(schedule), shape, method, steps, eta, variance, trajectory,
            bool(jit_compile), bool(clip_x0))
     try:
         per_model = _CACHE.setdefault(model, {})

@@ -447,3 +447,19 @@ def test_check_same_run_one_line():
     assert str(info.value) == ("'runs/a' holds a run with another configuration (--batch-size: saved 8, "
                                "given 4; --seed: saved 0, given 2); resume with the saved values or "
                                "start a new run.")
+
+
+def test_sample_warns_when_T_differs_from_training(exported):
+    """load_weights records the T of training; sample() with another T says so in one line."""
+    import warnings
+    from ddpm_lib.sampler import sample
+    _, p16, _ = exported
+    model, schedule = load_weights(p16)                        # trained with T = 100
+    with pytest.warns(UserWarning) as record:
+        sample(model, linear_schedule(10), (1, 32, 32, 1), method="ddim", steps=1, seed=0)
+    msgs = [str(r.message) for r in record]
+    assert msgs == ["the model was trained with T = 100 but the schedule has T = 10; sample with "
+                    "the schedule it was trained with (load_weights returns it)."]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sample(model, schedule, (1, 32, 32, 1), method="ddim", steps=1, seed=0)
