@@ -1,0 +1,63 @@
+"""ddpm_lib.generate: seeded batches, and a cache that gives back exactly what a fresh run makes."""
+import os
+
+import numpy as np
+import pytest
+
+from ddpm_lib import sampler
+from ddpm_lib.generate import generate_images, model_fingerprint
+from ddpm_lib.schedule import linear_schedule
+
+KW = dict(method="ddim", steps=3, eta=1.0)
+
+
+@pytest.fixture(scope="module")
+def schedule():
+    return linear_schedule(20)
+
+
+def test_batches_are_seeded_and_prefixes_agree(tiny_unet, schedule):
+    x5, secs = generate_images(tiny_unet, schedule, 5, batch_size=2, **KW)
+    x3, _ = generate_images(tiny_unet, schedule, 3, batch_size=2, **KW)
+    assert x5.shape == (5, 32, 32, 1) and x5.dtype == np.float32
+    np.testing.assert_array_equal(x5[:3], x3)
+    assert secs.shape == (3, 2) and secs[:, 1].tolist() == [2, 2, 1] and np.all(secs[:, 0] > 0)
+    # batch b is sampler.sample with seed seed0 + b
+    b1 = sampler.sample(tiny_unet, schedule, (2, 32, 32, 1), seed=1001, **KW).numpy()
+    np.testing.assert_array_equal(x5[2:4], b1)
+
+
+def test_cache_returns_the_same_images_without_sampling(tiny_unet, schedule, tmp_path, monkeypatch):
+    fresh, _ = generate_images(tiny_unet, schedule, 3, batch_size=2, **KW)
+    first, _ = generate_images(tiny_unet, schedule, 3, batch_size=2, cache_dir=tmp_path, **KW)
+    np.testing.assert_array_equal(first, fresh)
+    (folder,) = os.listdir(tmp_path)
+    assert sorted(os.listdir(tmp_path / folder)) == ["batch-00000.npz", "batch-00001.npz", "request.npz"]
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("the cache should have been used")
+    monkeypatch.setattr(sampler, "sample", no_sampling)
+    again, secs = generate_images(tiny_unet, schedule, 3, batch_size=2, cache_dir=tmp_path, **KW)
+    np.testing.assert_array_equal(again, fresh)
+    assert secs[:, 1].tolist() == [2, 1]
+    # another request (another eta) is another cache entry, so it must sample
+    with pytest.raises(AssertionError, match="cache should have been used"):
+        generate_images(tiny_unet, schedule, 3, batch_size=2, cache_dir=tmp_path,
+                        method="ddim", steps=3, eta=0.5)
+
+
+def test_fingerprint_changes_with_the_weights(tiny_unet_factory):
+    a, b = tiny_unet_factory(seed=0), tiny_unet_factory(seed=0)
+    assert model_fingerprint(a) == model_fingerprint(b)
+    b.set_weights([w + 1e-3 for w in b.get_weights()])
+    assert model_fingerprint(a) != model_fingerprint(b)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(n=0), "n must be a positive integer"),
+    (dict(n=4, batch_size=2.0), "batch_size must be a positive integer"),
+    (dict(n=4, seed=3), "sets seed and shape itself"),
+])
+def test_bad_arguments(tiny_unet, schedule, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        generate_images(tiny_unet, schedule, **kwargs)
