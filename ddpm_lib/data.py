@@ -19,6 +19,8 @@ from importlib import resources
 import numpy as np
 import tensorflow as tf
 
+from . import validate
+
 __all__ = ["load_fashion_mnist", "load_mnist", "load_cifar10", "load_npz", "load_sample",
            "split_per_class", "check_images", "preprocess", "to_uint8", "make_dataset",
            "FASHION_MNIST_CLASSES"]
@@ -166,8 +168,7 @@ def make_dataset(images, batch_size, image_size=32, mode="pad", shuffle=True, se
     """
     images = check_images(np.asarray(images))
     n = images.shape[0]
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
+    batch_size = validate.positive_int(batch_size, "batch_size")
     if drop_remainder and batch_size > n:
         raise ValueError(f"batch_size={batch_size} is larger than the {n} images.")
     steps_per_epoch = n // batch_size if drop_remainder else -(-n // batch_size)

@@ -34,12 +34,12 @@ uniform)``.
 """
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 import keras
 from keras import layers
 
 from .unet import check_unet_inputs, timestep_encoding
+from .validate import positive_int
 
 __all__ = ["ResBlock", "AttentionBlock", "Downsample", "Upsample", "HoUNet"]
 
@@ -124,12 +124,6 @@ class Upsample(layers.Layer):
         return self.conv(self.up(x))
 
 
-def _positive_int(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name} must be a positive integer; got {v!r}.")
-    return int(v)
-
-
 class HoUNet(keras.Model):
     """eps_theta(x_t, t), the UNet of Ho et al. (2020). Call as ``model(x_t, t)``.
 
@@ -154,16 +148,16 @@ class HoUNet(keras.Model):
                  num_res_blocks=2, attn_resolutions=(16,), dropout=0.1, groups=32, **kwargs):
         kwargs.setdefault("name", "ho_unet")
         super().__init__(**kwargs)
-        self.image_channels = _positive_int("image_channels", image_channels)
-        self.image_size = _positive_int("image_size", image_size)
-        self.base_channels = _positive_int("base_channels", base_channels)
-        self.num_res_blocks = _positive_int("num_res_blocks", num_res_blocks)
-        self.groups = _positive_int("groups", groups)
+        self.image_channels = positive_int(image_channels, "image_channels")
+        self.image_size = positive_int(image_size, "image_size")
+        self.base_channels = positive_int(base_channels, "base_channels")
+        self.num_res_blocks = positive_int(num_res_blocks, "num_res_blocks")
+        self.groups = positive_int(groups, "groups")
         if isinstance(channel_mult, (str, bytes)) or not len(channel_mult):
             raise ValueError(f"channel_mult must be a non-empty sequence of positive integers; "
                              f"got {channel_mult!r}.")
-        self.channel_mult = tuple(_positive_int("each channel_mult", m) for m in channel_mult)
-        self.attn_resolutions = tuple(_positive_int("each attn_resolution", r)
+        self.channel_mult = tuple(positive_int(m, "each channel_mult") for m in channel_mult)
+        self.attn_resolutions = tuple(positive_int(r, "each attn_resolution")
                                       for r in attn_resolutions)
         if isinstance(dropout, bool) or not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be a rate in [0, 1); got {dropout!r}.")

@@ -28,6 +28,8 @@ import tensorflow as tf
 import keras
 from keras import layers
 
+from .validate import positive_int
+
 __all__ = ["timestep_encoding", "check_unet_inputs", "DoubleConv", "SelfAttention", "Down", "Up", "UNet"]
 
 
@@ -179,8 +181,7 @@ class UNet(keras.Model):
             raise ValueError(f'attention must be "seed" or "origin"; got {attention!r}.')
         for name, v in (("image_channels", image_channels), ("base_channels", base_channels),
                         ("time_dim", time_dim), ("heads", heads)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a positive integer; got {v!r}.")
+            positive_int(v, name)
         if time_dim % 2:
             raise ValueError(f"time_dim must be even; got {time_dim}.")
         self.image_channels, self.base_channels = int(image_channels), int(base_channels)
