@@ -6,7 +6,8 @@
 
 ``train`` resumes from the newest checkpoint in ``--checkpoint-dir`` and trains until the total
 step count ``--steps``; its configuration is stored in ``train_config.json`` there, and a resumed
-run must use the same one.
+run must use the same one. Every input is checked before any work starts; a bad one ends the
+command with one line on stderr (``--debug`` shows the traceback of any failure).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import json
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -25,6 +27,20 @@ _RUN_KEYS = ("data", "data_npz", "test_per_class", "split_seed", "arch", "base_c
 _NET_KEYS = {"seed": ("attention", "time_dim"),
              "ho": ("channel_mult", "num_res_blocks", "attn_resolutions", "dropout", "groups")}
 _DEFAULT_BASE_CHANNELS = {"seed": 64, "ho": 32}
+# (channels, image size) of each dataset but npz, known before it is loaded
+_DATASETS = {"fashion_mnist": (1, 28), "mnist": (1, 28), "cifar10": (3, 32), "sample": (1, 28)}
+_DOWNLOADED = ("fashion_mnist", "mnist", "cifar10")
+
+
+class UsageError(ValueError):
+    """A bad command-line input (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with every error on one line."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def _int_list(text):
@@ -35,6 +51,10 @@ def _int_list(text):
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers, e.g. 1,2,2; got {text!r}")
     return values
+
+
+def _common(p):
+    p.add_argument("--debug", action="store_true", help="show the full traceback of a failure")
 
 
 def _train_parser(sub):
@@ -52,7 +72,7 @@ def _train_parser(sub):
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--warmup", type=int, default=0, help="learning-rate warm-up steps")
     p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--grad-clip", type=float, default=1.0, help="global-norm clip (0: none)")
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--arch", default="ho", choices=["ho", "seed"],
                    help="the network: 'ho' is Ho et al.'s UNet (ddpm_lib.HoUNet, default), "
@@ -78,6 +98,7 @@ def _train_parser(sub):
     p.add_argument("--jit", action="store_true", help="XLA-compile the train step")
     p.add_argument("--export", help="after training, export the EMA weights (float16) here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _common(p)
 
 
 def _sample_parser(sub):
@@ -88,8 +109,9 @@ def _sample_parser(sub):
     src.add_argument("--reference", action="store_true", help="the reference model shipped with ddpm_lib")
     p.add_argument("--n", type=int, default=64, help="number of images")
     p.add_argument("--method", default="ddpm", choices=["ddpm", "ddim"])
-    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: all T)")
-    p.add_argument("--eta", type=float, default=0.0)
+    p.add_argument("--steps", type=int, default=None,
+                   help="model calls (default: all T); DDPM with fewer steps is respaced")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM's stochasticity, >= 0 (0)")
     p.add_argument("--variance", default="posterior", choices=["posterior", "beta"])
     p.add_argument("--clip-x0", action="store_true",
                    help="clip the predicted x_0 to [-1, 1] in every step (as Ho et al.'s code)")
@@ -97,6 +119,7 @@ def _sample_parser(sub):
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--out", default="samples.png", help="grid image (.png) or raw arrays (.npz)")
     p.add_argument("--gif", help="also write the reverse process of the first 16 images as a GIF")
+    _common(p)
 
 
 def _export_parser(sub):
@@ -104,10 +127,11 @@ def _export_parser(sub):
     p.add_argument("--checkpoint-dir", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
+    _common(p)
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m ddpm_lib", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="python -m ddpm_lib", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _sample_parser(sub)
@@ -115,22 +139,144 @@ def build_parser():
     return parser
 
 
-def _load_data(args):
+# ------------------------------------------------------------------------------ input checks
+def _check(check, *args, **kwargs):
+    """Run one of ``ddpm_lib.validate``'s checks; its ValueError becomes a UsageError."""
+    try:
+        return check(*args, **kwargs)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _check_number(value, flag, low, high=None, low_open=False):
+    """A finite number >= low (> low if ``low_open``), and < high if given."""
+    from .validate import finite_number
+    value = _check(finite_number, value, flag)
+    above = value > low if low_open else value >= low
+    if high is not None and not (above and value < high):
+        raise UsageError(f"{flag} must be a finite number in {'(' if low_open else '['}{low}, "
+                         f"{high}); got {value!r}.")
+    if low_open and not value > low:
+        raise UsageError(f"{flag} must be a finite number > {low}; got {value!r}.")
+    return _check(finite_number, value, flag, minimum=low)
+
+
+def _check_dir(path, flag):
+    """``path`` is a directory, or does not exist yet (it will be created)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"{flag} {path!r} is a file, not a directory.")
+
+
+def _check_existing_dir(path, flag):
+    if not os.path.isdir(path):
+        raise UsageError(f"{flag} {path!r} is not a directory" +
+                         (" (it is a file)." if os.path.exists(path) else " (it does not exist)."))
+
+
+def _check_out(path, flag, suffixes=None, expected=None):
+    """An output file we can write: not a directory, in an existing writable directory."""
+    if suffixes is not None and not path.lower().endswith(tuple(suffixes)):
+        raise UsageError(f"{flag} must end with {expected or ' or '.join(suffixes)}; got {path!r}.")
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} {path!r} is a directory; give a file name.")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"{flag} {path!r}: the folder {os.path.dirname(path) or '.'!r} does not "
+                         "exist; create it first.")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{flag} {path!r}: the folder {os.path.dirname(path) or '.'!r} is not writable.")
+
+
+def _image_suffixes():
+    """File endings Pillow can write (for ``sample --out``), plus .npz."""
+    from PIL import Image
+    Image.init()
+    return sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.SAVE)
+
+
+def _check_train_args(args):
+    from .validate import non_negative_int, positive_int
+    _check(non_negative_int, args.steps, "--steps")
+    for flag in ("batch_size", "checkpoint_every", "log_every", "test_per_class", "timesteps",
+                 "image_size", "num_res_blocks", "groups", "time_dim"):
+        _check(positive_int, getattr(args, flag), "--" + flag.replace("_", "-"))
+    if args.base_channels is not None:
+        _check(positive_int, args.base_channels, "--base-channels")
+    _check(non_negative_int, args.warmup, "--warmup")
+    _check_number(args.lr, "--lr", low=0, low_open=True)
+    _check_number(args.weight_decay, "--weight-decay", low=0)
+    _check_number(args.grad_clip, "--grad-clip", low=0)
+    _check_number(args.ema_decay, "--ema-decay", low=0, high=1)
+    _check_number(args.dropout, "--dropout", low=0, high=1)
+    if args.data == "npz" and not args.data_npz:
+        raise UsageError("--data npz needs --data-npz FILE (an .npz with uint8 'images').")
+    if args.data != "npz" and args.data_npz:
+        raise UsageError(f"--data-npz is read only with --data npz (got --data {args.data}).")
+    _check_dir(args.checkpoint_dir, "--checkpoint-dir")
+    if args.export:
+        _check_out(args.export, "--export")
+
+
+def _check_sample_args(args):
+    from .validate import positive_int
+    _check(positive_int, args.n, "--n")
+    _check(positive_int, args.image_size, "--image-size")
+    if args.steps is not None:
+        _check(positive_int, args.steps, "--steps")
+    _check_number(args.eta, "--eta", low=0)
+    if args.checkpoint_dir is not None:
+        _check_existing_dir(args.checkpoint_dir, "--checkpoint-dir")
+    if args.weights is not None and not os.path.isfile(args.weights):
+        raise UsageError(f"--weights {args.weights!r}: no such file.")
+    _check_out(args.out, "--out", [".npz"] + _image_suffixes(),
+               ".png (or another image format Pillow writes, e.g. .jpg) or .npz")
+    if args.gif:
+        _check_out(args.gif, "--gif", [".gif"])
+
+
+def _check_export_args(args):
+    _check_existing_dir(args.checkpoint_dir, "--checkpoint-dir")
+    _check_out(args.out, "--out")
+
+
+# ------------------------------------------------------------------------------------ train
+def _read_npz_data(args):
+    """The images (and held-out images) of ``--data npz``; a UsageError for a bad file."""
+    import zipfile
     from . import data
-    if args.data == "npz":
-        if not args.data_npz:
-            raise SystemExit("error: --data npz needs --data-npz PATH")
+    unreadable = (f"--data-npz {args.data_npz!r} is not a readable .npz file with uint8 'images'")
+    if not os.path.isfile(args.data_npz):
+        raise UsageError(f"--data-npz {args.data_npz!r}: " + (
+            "a directory, not a file." if os.path.isdir(args.data_npz) else "no such file."))
+    if not zipfile.is_zipfile(args.data_npz):                 # an .npz is a zip archive
+        raise UsageError(unreadable + ".")
+    try:
         images, labels = data.load_npz(args.data_npz)
-        if labels is None:
-            return images, None
-        (x, _), (xt, _) = data.split_per_class(images, labels, args.test_per_class, args.split_seed)
-        return x, xt
-    if args.data == "sample":
-        images, _ = data.load_sample()
+    except ValueError as e:
+        raise UsageError(f"--data-npz {args.data_npz!r}: {e}") from None
+    except Exception as e:                    # a corrupt zip, ...
+        raise UsageError(f"{unreadable} ({type(e).__name__}: {e}).") from None
+    if labels is None:
         return images, None
+    try:
+        (x, _), (xt, _) = data.split_per_class(images, labels, args.test_per_class, args.split_seed)
+    except ValueError as e:
+        raise UsageError(f"--data-npz {args.data_npz!r}: {e} (see --test-per-class)") from None
+    return x, xt
+
+
+def _download(args):
+    from . import data
     loader = {"fashion_mnist": data.load_fashion_mnist, "mnist": data.load_mnist,
               "cifar10": data.load_cifar10}[args.data]
-    (x, _), (xt, _) = loader()
+    try:
+        (x, _), (xt, _) = loader()
+    except Exception as e:       # Keras raises a bare Exception for a failed download
+        reason = " ".join(str(e).split())
+        raise UsageError(
+            f"could not download {args.data} ({reason[:200]}); without internet use "
+            "--data npz --data-npz FILE (a local .npz with uint8 'images') or --data sample "
+            "(the 2,000 images shipped with ddpm_lib).") from None
     return x, xt
 
 
@@ -164,6 +310,20 @@ def _model_from_config(cfg):
                   dropout=cfg["dropout"], groups=cfg["groups"], dtype=dtype)
 
 
+def _check_run_config(cfg, size):
+    """The network and schedule of ``cfg`` can be built, and images of ``size`` fit it."""
+    if cfg["arch"] == "seed" and cfg["image_size"] % 8:
+        raise UsageError(f"--image-size must be divisible by 8 for --arch seed; got {cfg['image_size']}.")
+    try:
+        _make_schedule(cfg["schedule"], cfg["timesteps"])
+        _model_from_config(cfg)                      # unbuilt: checks the settings, no weights
+    except ValueError as e:
+        raise UsageError(f"--arch {cfg['arch']}: {e}") from None
+    if size > cfg["image_size"]:
+        raise UsageError(f"the images are {size} pixels wide or high, larger than --image-size "
+                         f"{cfg['image_size']}; give --image-size >= {size}.")
+
+
 def _trainer_from_config(cfg, checkpoint_dir, verbose=True, checkpoint_every=1000, jit=False):
     from .trainer import Trainer
     model = _model_from_config(cfg)
@@ -176,26 +336,45 @@ def _trainer_from_config(cfg, checkpoint_dir, verbose=True, checkpoint_every=100
                    mixed_precision=cfg.get("mixed_precision"), verbose=verbose)
 
 
+def _flag(key):
+    return "--" + key.replace("_", "-")
+
+
 def cmd_train(args):
-    images, val = _load_data(args)
-    channels = 1 if images.ndim == 3 else int(images.shape[-1])
-    cfg = _run_config(args, channels)
-    os.makedirs(args.checkpoint_dir, exist_ok=True)
-    cfg_path = os.path.join(args.checkpoint_dir, "train_config.json")
-    if os.path.exists(cfg_path):
-        with open(cfg_path) as f:
-            saved = json.load(f)
-        saved.setdefault("arch", "seed")
-        diff = {k: (saved.get(k), v) for k, v in cfg.items() if saved.get(k) != v}
-        if diff:
-            lines = "\n".join(f"  --{k.replace('_', '-')}: saved {a!r}, given {b!r}" for k, (a, b) in diff.items())
-            raise SystemExit(f"error: {args.checkpoint_dir} holds a run with another configuration:\n"
-                             f"{lines}\nUse the saved values to resume, or a new --checkpoint-dir.")
+    from .checkpoint import atomic_write_json, check_same_run
+    _check_train_args(args)
+    images = val = None
+    if args.data == "npz":
+        images, val = _read_npz_data(args)
+        channels = 1 if images.ndim == 3 else int(images.shape[-1])
+        size = max(images.shape[1:3])
     else:
-        tmp = cfg_path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(cfg, f, indent=1)
-        os.replace(tmp, cfg_path)
+        channels, size = _DATASETS[args.data]
+    cfg = _run_config(args, channels)
+    _check_run_config(cfg, size)
+    cfg_path = os.path.join(args.checkpoint_dir, "train_config.json")
+    saved = None
+    if os.path.exists(cfg_path):
+        try:
+            with open(cfg_path) as f:
+                saved = json.load(f)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"{cfg_path!r} is not readable JSON ({e}).") from None
+        saved.setdefault("arch", "seed")
+        try:
+            check_same_run(saved, cfg, repr(args.checkpoint_dir), name=_flag,
+                           advice="use the saved values to resume, or a new --checkpoint-dir")
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    # -- the inputs are good: the work starts here
+    if args.data == "sample":
+        from .data import load_sample
+        images, _ = load_sample()
+    elif args.data in _DOWNLOADED:
+        images, val = _download(args)
+    os.makedirs(args.checkpoint_dir, exist_ok=True)
+    if saved is None:
+        atomic_write_json(cfg_path, cfg)
     trainer = _trainer_from_config(cfg, args.checkpoint_dir, verbose=not args.quiet,
                                    checkpoint_every=args.checkpoint_every, jit=args.jit)
     start = trainer.restore()
@@ -205,6 +384,7 @@ def cmd_train(args):
     remaining = args.steps - trainer.step
     if remaining > 0:
         t0 = time.perf_counter()
+
         def report(tr, step, loss):
             if args.quiet and tr.history and tr.history[-1]["step"] == step:
                 print(json.dumps(tr.history[-1]), flush=True)
@@ -220,35 +400,51 @@ def cmd_train(args):
     return 0
 
 
+# ---------------------------------------------------------------------------- sample, export
 def _trainer_from_dir(checkpoint_dir):
-    """The Trainer of a CLI run, restored from its newest checkpoint."""
+    """The Trainer of a CLI run, restored from its newest readable checkpoint."""
     from .checkpoint import latest_checkpoint
-    path = latest_checkpoint(checkpoint_dir)
-    if path is None:
-        raise SystemExit(f"error: no checkpoint (ckpt-*.npz) in {checkpoint_dir!r}")
+    if latest_checkpoint(checkpoint_dir) is None:
+        raise UsageError(f"no checkpoint (ckpt-*.npz) in {checkpoint_dir!r}")
     cfg_path = os.path.join(checkpoint_dir, "train_config.json")
     if not os.path.exists(cfg_path):
-        raise SystemExit(f"error: {checkpoint_dir!r} has no train_config.json; was it made by "
+        raise UsageError(f"{checkpoint_dir!r} has no train_config.json; was it made by "
                          "`python -m ddpm_lib train`?")
     with open(cfg_path) as f:
         cfg = json.load(f)
     trainer = _trainer_from_config(cfg, checkpoint_dir, verbose=False)
-    trainer.restore(path)
+    trainer.restore()
     return trainer
 
 
 def _load_model(args):
+    """``(model, schedule)`` of the sample command, checked against ``--image-size``."""
+    import tensorflow as tf
     from .checkpoint import load_weights
     if args.reference:
         from .reference import load_reference
-        return load_reference()
-    if args.weights:
-        return load_weights(args.weights, image_size=args.image_size)
-    trainer = _trainer_from_dir(args.checkpoint_dir)
-    return trainer.ema_model, trainer.schedule
+        model, schedule = load_reference()
+    elif args.weights:
+        try:
+            model, schedule = load_weights(args.weights, image_size=args.image_size)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"--weights {args.weights!r}: {e}") from None
+    else:
+        trainer = _trainer_from_dir(args.checkpoint_dir)
+        model, schedule = trainer.ema_model, trainer.schedule
+    try:                      # one call on zeros: the network accepts images of this size
+        model(tf.zeros([1, args.image_size, args.image_size, model.image_channels]),
+              tf.zeros([1], tf.int32))
+    except ValueError as e:
+        raise UsageError(f"--image-size {args.image_size} does not fit this model: {e}") from None
+    if args.steps is not None and args.steps > schedule.timesteps:
+        raise UsageError(f"--steps must be an integer in [1, {schedule.timesteps}] (the model's "
+                         f"T); got {args.steps}.")
+    return model, schedule
 
 
 def cmd_sample(args):
+    _check_sample_args(args)
     from .sampler import sample
     from . import viz
     model, schedule = _load_model(args)
@@ -259,7 +455,7 @@ def cmd_sample(args):
                  clip_x0=args.clip_x0)
     x0, traj = out if args.gif else (out, None)
     dt = time.perf_counter() - t0
-    if args.out.endswith(".npz"):
+    if args.out.lower().endswith(".npz"):
         from .checkpoint import atomic_savez
         from .data import to_uint8
         atomic_savez(args.out, {"images": to_uint8(x0.numpy()),
@@ -274,6 +470,7 @@ def cmd_sample(args):
 
 
 def cmd_export(args):
+    _check_export_args(args)
     trainer = _trainer_from_dir(args.checkpoint_dir)
     trainer.export(args.out, dtype=args.dtype)
     print(f"exported {trainer.ema_model.count_params():,} EMA weights ({args.dtype}) of step "
@@ -281,9 +478,32 @@ def cmd_export(args):
     return 0
 
 
+def _one_line(text):
+    return " ".join(str(text).split())
+
+
 def main(argv=None):
+    """Run a command; returns its exit status (0, 1 for a failure, 2 for a bad input)."""
     args = build_parser().parse_args(argv)
-    return {"train": cmd_train, "sample": cmd_sample, "export": cmd_export}[args.command](args)
+    command = {"train": cmd_train, "sample": cmd_sample, "export": cmd_export}[args.command]
+    with warnings.catch_warnings():
+        # a warning (e.g. a corrupt newest checkpoint, skipped) is one line too
+        warnings.showwarning = lambda message, *a, **k: print(
+            f"warning: {_one_line(message)}", file=sys.stderr, flush=True)
+        if args.debug:
+            return command(args)
+        try:
+            return command(args)
+        except UsageError as e:
+            print(f"error: {_one_line(e)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            return 130
+        except Exception as e:                        # noqa: BLE001 - one line, not a traceback
+            print(f"error: {_one_line(e) or type(e).__name__} (--debug shows the traceback)",
+                  file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":

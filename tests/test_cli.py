@@ -1,13 +1,30 @@
-"""``python -m ddpm_lib train|sample|export`` end to end, on the shipped sample, with a tiny UNet."""
+"""``python -m ddpm_lib train|sample|export`` end to end, on the shipped sample, with tiny networks."""
 import json
 import os
+import re
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
 from ddpm_lib import checkpoint as ck
 from ddpm_lib.checkpoint import load_weights
+from ddpm_lib.cli import main
 
+# TensorFlow's C++ start-up lines, printed at import before any ddpm_lib code runs (the same
+# pattern as tools/execute_notebook.py); everything else on stderr is the command's own.
+TF_STARTUP_LINE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|[IWEF]\d{4} [\d:.]+\s+\d+ (port|cudart_stub|cpu_feature_guard|cuda_platform|cuda_diagnostics"
+    r"|cuda_executor|dso_loader)\.cc:\d+\] .*"
+    r"|To enable the following instructions: .*in other operations, rebuild TensorFlow .*)$")
+
+
+def own_lines(stderr):
+    return [ln for ln in stderr.splitlines() if ln.strip() and not TF_STARTUP_LINE.match(ln)]
 
 
 def tiny(batch_size=8):
@@ -44,31 +61,10 @@ def test_train_from_scratch(trained):
     assert "2000 training images" in first.stdout
     assert [h["step"] for h in history_lines(first.stdout)] == [1, 2, 3]
     assert all(np.isfinite(h["loss"]) for h in history_lines(first.stdout))
+    assert own_lines(first.stderr) == []
     cfg = json.loads((d / "train_config.json").read_text())
     assert cfg["base_channels"] == 8 and cfg["timesteps"] == 50 and cfg["channels"] == 1
     assert cfg["arch"] == "seed" and cfg["attention"] == "origin" and "groups" not in cfg
-
-
-TINY_HO = ["--data", "sample", "--base-channels", "8", "--channel-mult", "1,2", "--groups", "4",
-           "--num-res-blocks", "1", "--timesteps", "50", "--batch-size", "4", "--quiet"]
-
-
-def test_train_ho_unet_twice_gives_the_same_weights(python_runner, tmp_path):
-    """--arch ho (the default) trains Ho et al.'s UNet; --seed fixes the initial weights too."""
-    for name in ("a", "b"):
-        cli(python_runner, "train", "--checkpoint-dir", tmp_path / name, "--steps", 2, *TINY_HO)
-    cfg = json.loads((tmp_path / "a" / "train_config.json").read_text())
-    assert cfg["arch"] == "ho" and cfg["channel_mult"] == [1, 2] and "attention" not in cfg
-    a, b = (ck.read_npz(ck.latest_checkpoint(tmp_path / n)) for n in ("a", "b"))
-    assert a["meta"]["model_config"]["channel_mult"] == [1, 2]
-    keys = [k for k in a if k != "meta"]
-    assert len(keys) > 100 and all(np.array_equal(a[k], b[k]) for k in keys)
-
-
-def test_bad_channel_mult_is_one_line(python_runner, tmp_path):
-    proc = cli(python_runner, "train", "--checkpoint-dir", tmp_path, "--steps", 1, *TINY_HO,
-               "--channel-mult", "1,x", check=False)
-    assert proc.returncode == 2 and "expected comma-separated integers" in proc.stderr
 
 
 def test_train_resumes(trained):
@@ -79,18 +75,18 @@ def test_train_resumes(trained):
     assert [s for s, _ in ck.list_checkpoints(d)] == [3, 5]
     meta = ck.read_npz(ck.latest_checkpoint(d))["meta"]
     assert meta["step"] == 5 and [h["step"] for h in meta["history"]] == [1, 2, 3, 4, 5]
+    assert meta["format"] == "ddpm_lib.checkpoint/2" and meta["keys"] == "position"   # seed UNet
     assert not [f for f in os.listdir(d) if f.endswith(".tmp")]
 
 
-def test_train_refuses_another_configuration(trained):
+def test_train_refuses_another_configuration(trained, capsys):
     # in-process (the CLI's own main()): the check runs before TensorFlow builds anything
-    from ddpm_lib.cli import main
     d, _, _ = trained
-    with pytest.raises(SystemExit) as info:
-        main(["train", "--checkpoint-dir", str(d), "--steps", "7", *tiny(batch_size=4)])
-    msg = str(info.value)
-    assert "holds a run with another configuration" in msg
-    assert "--batch-size: saved 8, given 4" in msg
+    assert main(["train", "--checkpoint-dir", str(d), "--steps", "7", *tiny(batch_size=4)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert "holds a run with another configuration (--batch-size: saved 8, given 4)" in err
+    assert "use the saved values to resume, or a new --checkpoint-dir" in err
     assert [s for s, _ in ck.list_checkpoints(d)] == [3, 5]          # nothing was touched
 
 
@@ -115,6 +111,7 @@ def test_export_is_loadable(trained, python_runner, tmp_path):
     assert "float16" in proc.stdout
     model, schedule = load_weights(out)
     assert model.get_config()["base_channels"] == 8 and schedule.timesteps == 50
+    assert model.trained_timesteps == 50
     # the exported weights are the checkpoint's EMA weights, rounded to float16
     ckpt = ck.read_npz(ck.latest_checkpoint(d))
     ema = [ckpt[f"ema/{i:04d}"] for i in range(len(model.weights))]
@@ -128,13 +125,6 @@ def test_export_is_loadable(trained, python_runner, tmp_path):
     assert set(exported) == set(from_train)
     for key in (k for k in from_train if k != "meta"):
         np.testing.assert_array_equal(exported[key], from_train[key])
-
-
-def test_sample_without_a_checkpoint(tmp_path):
-    from ddpm_lib.cli import main
-    with pytest.raises(SystemExit, match=r"no checkpoint \(ckpt-\*\.npz\)"):
-        main(["sample", "--checkpoint-dir", str(tmp_path), "--n", "2", "--out", str(tmp_path / "x.png")])
-    assert not (tmp_path / "x.png").exists()
 
 
 def test_sample_clip_x0_matches_the_library(trained, python_runner, tmp_path):
@@ -153,3 +143,240 @@ def test_sample_clip_x0_matches_the_library(trained, python_runner, tmp_path):
     assert np.max(np.abs(got.astype(int) - to_uint8(ref.numpy()).astype(int))) <= 1
     plain = sample(model, schedule, (3, 32, 32, 1), method="ddim", steps=4, seed=5)
     assert np.mean(got != to_uint8(plain.numpy())) > 0.05      # and the flag did change the images
+
+
+def test_corrupt_newest_checkpoint_is_skipped_with_one_warning(trained, tmp_path, capsys):
+    import shutil
+    d = tmp_path / "run"
+    shutil.copytree(trained[0], d)
+    raw = (d / "ckpt-00000005.npz").read_bytes()
+    (d / "ckpt-00000005.npz").write_bytes(raw[: len(raw) // 3])             # truncated
+    out = tmp_path / "w.npz"
+    assert main(["export", "--checkpoint-dir", str(d), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == (f"warning: ckpt-00000005.npz in {str(d)!r} is corrupt or truncated; "
+                            "resuming from ckpt-00000003.npz instead.\n")
+    assert "of step 3 to" in captured.out and ck.read_npz(out)["meta"]["extra"]["step"] == 3
+
+
+# ------------------------------------------------------------- reproducible, and exact resume
+TINY_HO = ["--data", "sample", "--base-channels", "8", "--channel-mult", "1,2", "--groups", "4",
+           "--num-res-blocks", "1", "--timesteps", "50", "--batch-size", "4", "--quiet"]
+HO_STEPS = 12
+HO_RUN = [*TINY_HO, "--steps", HO_STEPS, "--checkpoint-every", 1, "--log-every", 1]
+
+
+@pytest.fixture(scope="module")
+def ho_run(python_runner, tmp_path_factory):
+    """An uninterrupted --arch ho run of HO_STEPS steps (a checkpoint after every step)."""
+    d = tmp_path_factory.mktemp("ho") / "a"
+    cli(python_runner, "train", "--checkpoint-dir", d, *HO_RUN)
+    return d
+
+
+def same_final_checkpoint(a, b):
+    x, y = (ck.read_npz(ck.latest_checkpoint(d)) for d in (a, b))
+    keys = [k for k in x if k != "meta"]
+    assert set(keys) == set(k for k in y if k != "meta") and len(keys) > 100
+    assert x["meta"]["step"] == y["meta"]["step"] == HO_STEPS
+    assert [h["loss"] for h in x["meta"]["history"]] == [h["loss"] for h in y["meta"]["history"]]
+    return all(np.array_equal(x[k], y[k]) for k in keys)
+
+
+def test_train_ho_unet_twice_gives_the_same_weights(ho_run, python_runner, tmp_path):
+    """--arch ho (the default) trains Ho et al.'s UNet; --seed fixes the initial weights too."""
+    cli(python_runner, "train", "--checkpoint-dir", tmp_path / "b", *HO_RUN)
+    cfg = json.loads((ho_run / "train_config.json").read_text())
+    assert cfg["arch"] == "ho" and cfg["channel_mult"] == [1, 2] and "attention" not in cfg
+    meta = ck.read_npz(ck.latest_checkpoint(ho_run))["meta"]
+    assert meta["model_config"]["channel_mult"] == [1, 2] and meta["keys"] == "path"
+    assert same_final_checkpoint(ho_run, tmp_path / "b")
+
+
+def test_kill_9_and_resume_is_bit_exact(ho_run, python_runner, tmp_path):
+    """SIGKILL after the first checkpoint, resume with the same command: the uninterrupted weights."""
+    d = tmp_path / "killed"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "ddpm_lib", "train", "--checkpoint-dir", str(d),
+                             *map(str, HO_RUN)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not ck.list_checkpoints(d) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL                         # killed, not finished
+    killed_at = ck.list_checkpoints(d)[-1][0]
+    assert 1 <= killed_at < HO_STEPS
+    resumed = cli(python_runner, "train", "--checkpoint-dir", d, *HO_RUN)
+    assert f"resumed at step {killed_at}" in resumed.stdout
+    assert same_final_checkpoint(ho_run, d)
+
+
+# ----------------------------------------------------------------------------- bad inputs
+def write_npz(path, **arrays):
+    np.savez(path, **arrays)
+    return str(path)
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    """A folder with the files the bad-input cases name; ``{name}`` in an argument is its path."""
+    (tmp_path / "afile").write_text("not a directory, not an .npz")
+    (tmp_path / "adir").mkdir()
+    rng = np.random.default_rng(0)
+    write_npz(tmp_path / "nokey.npz", pictures=np.zeros((4, 28, 28), np.uint8))
+    write_npz(tmp_path / "float255.npz", images=rng.uniform(0, 255, (4, 28, 28)))
+    write_npz(tmp_path / "chw.npz", images=np.zeros((4, 3, 28, 28), np.uint8))
+    write_npz(tmp_path / "few.npz", images=np.zeros((20, 28, 28), np.uint8),
+              labels=np.repeat(np.arange(10), 2))
+    write_npz(tmp_path / "huge.npz", images=np.zeros((4, 40, 40), np.uint8))
+    (tmp_path / "dir.png").mkdir()
+    return tmp_path
+
+
+def fill(args, folder):
+    return [a.format(**{p.name.split(".")[0]: str(p) for p in folder.iterdir()}, tmp=str(folder))
+            for a in args]
+
+
+TRAIN = ["train", "--checkpoint-dir", "{tmp}/run", "--steps", "2", *TINY_HO]
+BAD_TRAIN = [
+    (["--steps", "-5"], "--steps must be a non-negative integer; got -5."),
+    (["--steps", "x"], "argument --steps: invalid int value: 'x'"),
+    (["--batch-size", "0"], "--batch-size must be a positive integer; got 0."),
+    (["--checkpoint-every", "0"], "--checkpoint-every must be a positive integer; got 0."),
+    (["--log-every", "-1"], "--log-every must be a positive integer; got -1."),
+    (["--warmup", "-1"], "--warmup must be a non-negative integer; got -1."),
+    (["--lr", "nan"], "--lr must be a finite number; got nan."),
+    (["--lr", "0"], "--lr must be a finite number > 0; got 0.0."),
+    (["--grad-clip", "inf"], "--grad-clip must be a finite number; got inf."),
+    (["--weight-decay=-1e-4"], "--weight-decay must be a finite number >= 0; got -0.0001."),
+    (["--ema-decay", "1"], "--ema-decay must be a finite number in [0, 1); got 1.0."),
+    (["--dropout", "1.5"], "--dropout must be a finite number in [0, 1); got 1.5."),
+    (["--timesteps", "0"], "--timesteps must be a positive integer; got 0."),
+    (["--image-size", "0"], "--image-size must be a positive integer; got 0."),
+    (["--arch", "seed", "--image-size", "36"], "--image-size must be divisible by 8 for --arch seed; got 36."),
+    (["--groups", "3"], "--arch ho: groups=3 must divide every width"),
+    (["--channel-mult", "1,x"], "argument --channel-mult: expected comma-separated integers, e.g. 1,2,2; got '1,x'"),
+    (["--channel-mult", "1,2,2,2,2,2,2"], "--arch ho: image_size=32 must be divisible by 64"),
+    (["--image-size", "16", "--attn-resolutions", "8"],
+     "the images are 28 pixels wide or high, larger than --image-size 16; give --image-size >= 28."),
+    (["--data", "npz"], "--data npz needs --data-npz FILE (an .npz with uint8 'images')."),
+    (["--data-npz", "{nokey}"], "--data-npz is read only with --data npz (got --data sample)."),
+    (["--data", "npz", "--data-npz", "{tmp}/missing.npz"], "missing.npz': no such file."),
+    (["--data", "npz", "--data-npz", "{afile}"], "--data-npz '{afile}' is not a readable .npz file with uint8 'images'."),
+    (["--data", "npz", "--data-npz", "{adir}"], "--data-npz '{adir}': a directory, not a file."),
+    (["--data", "npz", "--data-npz", "{nokey}"], "has no array 'images'; it has ['pictures']"),
+    (["--data", "npz", "--data-npz", "{float255}"], "float images must lie in [0, 1]"),
+    (["--data", "npz", "--data-npz", "{chw}"], "images look channels-first or odd: shape (4, 3, 28, 28)"),
+    (["--data", "npz", "--data-npz", "{few}"], "fewer than test_per_class=1000. (see --test-per-class)"),
+    (["--data", "npz", "--data-npz", "{huge}"], "the images are 40 pixels wide or high, larger than --image-size 32"),
+    (["--checkpoint-dir", "{afile}"], "--checkpoint-dir '{afile}' is a file, not a directory."),
+    (["--export", "{tmp}/missing/w.npz"], "--export '{tmp}/missing/w.npz': the folder '{tmp}/missing' does not exist"),
+    (["--export", "{adir}"], "--export '{adir}' is a directory; give a file name."),
+    (["--mixed-precision", "float8"], "argument --mixed-precision: invalid choice: 'float8'"),
+]
+SAMPLE = ["sample", "--reference", "--n", "2", "--out", "{tmp}/x.png"]
+BAD_SAMPLE = [
+    (["--eta", "nan"], "--eta must be a finite number; got nan."),
+    (["--eta", "-1", "--method", "ddim"], "--eta must be a finite number >= 0; got -1.0."),
+    (["--n", "0"], "--n must be a positive integer; got 0."),
+    (["--steps", "0"], "--steps must be a positive integer; got 0."),
+    (["--steps", "5000"], "--steps must be an integer in [1, 1000] (the model's T); got 5000."),
+    (["--image-size", "-32"], "--image-size must be a positive integer; got -32."),
+    (["--image-size", "20"], "--image-size 20 does not fit this model"),
+    (["--method", "euler"], "argument --method: invalid choice: 'euler'"),
+    (["--variance", "big"], "argument --variance: invalid choice: 'big'"),
+    (["--out", "{tmp}/missing/x.png"], "--out '{tmp}/missing/x.png': the folder '{tmp}/missing' does not exist"),
+    (["--out", "{tmp}/x.txt"], "--out must end with .png (or another image format Pillow writes, e.g. .jpg) or .npz"),
+    (["--out", "{dir}"], "--out '{dir}' is a directory; give a file name."),
+    (["--gif", "{tmp}/r.png"], "--gif must end with .gif; got '{tmp}/r.png'."),
+]
+BAD_SOURCE = [
+    (["sample", "--checkpoint-dir", "{afile}"], "--checkpoint-dir '{afile}' is not a directory (it is a file)."),
+    (["sample", "--checkpoint-dir", "{tmp}/nothere"], "is not a directory (it does not exist)."),
+    (["sample", "--checkpoint-dir", "{adir}"], "no checkpoint (ckpt-*.npz) in '{adir}'"),
+    (["sample", "--weights", "{tmp}/w.npz"], "--weights '{tmp}/w.npz': no such file."),
+    (["sample", "--weights", "{afile}"], "--weights '{afile}': '{afile}' is not a readable .npz file (corrupt or truncated?)"),
+    (["sample", "--weights", "{nokey}"], "--weights '{nokey}': '{nokey}' has no 'meta' entry; it was not written by ddpm_lib."),
+    (["sample"], "one of the arguments --weights --checkpoint-dir --reference is required"),
+    (["export", "--checkpoint-dir", "{adir}", "--out", "{tmp}/w.npz"], "no checkpoint (ckpt-*.npz) in '{adir}'"),
+    (["export", "--checkpoint-dir", "{tmp}/nothere", "--out", "{tmp}/w.npz"], "is not a directory (it does not exist)."),
+    (["export", "--checkpoint-dir", "{adir}", "--out", "{tmp}/missing/w.npz"], "the folder '{tmp}/missing' does not exist"),
+    (["export", "--checkpoint-dir", "{adir}", "--out", "{tmp}/w.npz", "--dtype", "int8"], "invalid choice: 'int8'"),
+    (["train", "--steps", "1"], "the following arguments are required: --checkpoint-dir"),
+    (["fit"], "argument command: invalid choice: 'fit'"),
+]
+CASES = ([(TRAIN + extra, msg) for extra, msg in BAD_TRAIN] + [(SAMPLE + extra, msg) for extra, msg in BAD_SAMPLE]
+         + BAD_SOURCE)
+
+
+def run_main(argv):
+    """main()'s exit status; argparse's own errors leave through SystemExit."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return e.code
+
+
+@pytest.mark.parametrize("argv, message", CASES, ids=[f"{c[0][0]}-{i}" for i, c in enumerate(CASES)])
+def test_bad_input_is_one_line(argv, message, inputs, capsys):
+    """Each bad input: exit status 2, one line on stderr, nothing written, before any work."""
+    before = sorted(p.name for p in inputs.iterdir())
+    rc = run_main(fill(argv, inputs))
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert fill([message], inputs)[0] in err
+    assert sorted(p.name for p in inputs.iterdir()) == before          # nothing was written
+
+
+def test_bad_input_in_a_real_process(python_runner, tmp_path):
+    """As a user runs it: exit status 2 and one line of its own on stderr, no traceback."""
+    for args, message in ((["train", "--checkpoint-dir", tmp_path / "r", "--steps", -5, "--data", "sample"],
+                           "error: --steps must be a non-negative integer; got -5."),
+                          (["sample", "--reference", "--eta", "nan", "--out", tmp_path / "x.png"],
+                           "error: --eta must be a finite number; got nan.")):
+        proc = cli(python_runner, *args, check=False)
+        assert proc.returncode == 2 and own_lines(proc.stderr) == [message]
+    assert os.listdir(tmp_path) == []
+
+
+def test_no_internet_says_which_flags_to_use(python_runner, tmp_path, monkeypatch):
+    """--data fashion_mnist without a network (a proxy that refuses) and without a cached copy."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    proc = cli(python_runner, "train", "--data", "fashion_mnist", "--checkpoint-dir", tmp_path / "r",
+               "--steps", 1, check=False)
+    lines = own_lines(proc.stderr)
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: could not download fashion_mnist (")
+    assert lines[0].endswith("without internet use --data npz --data-npz FILE (a local .npz with "
+                             "uint8 'images') or --data sample (the 2,000 images shipped with ddpm_lib).")
+    assert not (tmp_path / "r").exists()
+
+
+def test_debug_raises_instead(tmp_path, capsys):
+    """--debug lets the exception (and so its traceback) through."""
+    from ddpm_lib.cli import UsageError
+    argv = ["sample", "--reference", "--eta", "nan", "--out", str(tmp_path / "x.png")]
+    with pytest.raises(UsageError, match="--eta must be a finite number; got nan."):
+        main(argv + ["--debug"])
+    assert capsys.readouterr().err == ""
+
+
+def test_an_unexpected_failure_is_one_line_too(tmp_path, capsys, monkeypatch):
+    import ddpm_lib.cli as cli_module
+
+    def broken(args):
+        raise RuntimeError("disk on fire\nsecond line")
+    monkeypatch.setattr(cli_module, "cmd_export", broken)
+    assert main(["export", "--checkpoint-dir", str(tmp_path), "--out", str(tmp_path / "w.npz")]) == 1
+    assert capsys.readouterr().err == "error: disk on fire second line (--debug shows the traceback)\n"
