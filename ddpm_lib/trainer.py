@@ -1,8 +1,9 @@
 """Training: Algorithm 1 of Ho et al. (2020), with AdamW, EMA, checkpoints and exact resume.
 
-Algorithm 1, one step:
-    x_0 ~ q(x_0),  t ~ Uniform{1..T},  eps ~ N(0, I)
-    take a gradient step on  ||eps - eps_theta(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t)||^2
+Algorithm 1 is the two public functions ``draw_t_eps`` (lines 3-4) and ``train_step`` (line 5),
+with x_0 ~ q(x_0) (line 2) the batches of ``data.make_dataset``. The :class:`Trainer` is the
+machinery around them: the loop, ``ema_update``, logging, checkpoints, ``tf.distribute``,
+float16 loss scaling and gradient clipping.
 
 Every random number is *stateless*: the k-th batch, its times t and its noise eps are functions of
 ``(seed, k)`` only. The full state of training is therefore the weights, the EMA weights, the
@@ -21,12 +22,63 @@ import tensorflow as tf
 import keras
 
 from . import checkpoint as ckpt_io
+from . import validate
 from .data import check_images, make_dataset, preprocess
 from .losses import simple_loss
 
-__all__ = ["Trainer", "TrainingDivergedError", "LinearWarmup"]
+__all__ = ["Trainer", "TrainingDivergedError", "LinearWarmup", "draw_t_eps", "train_step",
+           "ema_update"]
 
 _T_SEED, _NOISE_SEED, _VAL_SEED = 1_000_003, 2_000_003, 3_000_003
+
+
+def draw_t_eps(x0, step, seed, timesteps):
+    """Lines 3-4 of Algorithm 1 for the batch ``x0`` of global step ``step``: (t, eps).
+
+    Stateless: the same ``(seed, step)`` always gives the same draws. t is a code index
+    (0..T-1 is the paper's 1..T). The Trainer calls this in its tf.data pipeline, on the global
+    batch, so the draws do not depend on the number of replicas or on XLA.
+    """
+    b = tf.shape(x0)[0]
+    step = tf.cast(step, tf.int64)
+    t = tf.random.stateless_uniform(                             # 3: t ~ Uniform({1, ..., T})
+        [b], seed=tf.stack([tf.constant(seed + _T_SEED, tf.int64), step]),
+        minval=0, maxval=timesteps, dtype=tf.int32, alg="philox")
+    eps = tf.random.stateless_normal(                            # 4: eps ~ N(0, I)
+        tf.shape(x0), seed=tf.stack([tf.constant(seed + _NOISE_SEED, tf.int64), step]), alg="philox")
+    return t, eps
+
+
+def train_step(model, optimizer, schedule, x0, t, eps, global_batch_size=None, clip=None):
+    """Line 5 of Algorithm 1: one gradient step on L_simple for the batch (x0, t, eps); returns the loss.
+
+    The loss is eq. (14) averaged over the global batch (``global_batch_size``, for
+    ``tf.distribute``; ``None``: this batch). ``optimizer.scale_loss`` is float16 loss scaling
+    (a no-op for other optimizers); ``clip``, if given, maps the gradients to clipped ones.
+    """
+    with tf.GradientTape() as tape:
+        x_t = schedule.q_sample(x0, t, eps)                      # 5: sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps
+        eps_pred = model(x_t, t, training=True)                  # 5: eps_theta(x_t, t)
+        loss = tf.nn.compute_average_loss(                       # 5: ||eps - eps_theta(x_t, t)||^2
+            simple_loss(eps, eps_pred, per_example=True), global_batch_size=global_batch_size)
+        scaled = optimizer.scale_loss(loss)
+    grads = tape.gradient(scaled, model.trainable_variables)    # 5: its gradient in theta
+    if clip is not None:
+        grads = clip(grads)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))   # 5: take the step
+    return loss
+
+
+def ema_update(ema_weights, weights, ema_decay, step):
+    """theta_ema <- d theta_ema + (1 - d) theta, with d = min(ema_decay, (1 + step) / (10 + step)).
+
+    The warm-up of d (as in TensorFlow's ``ExponentialMovingAverage`` with ``num_updates``) makes
+    the average useful early in training; ``step`` counts the optimizer's updates so far.
+    """
+    step = tf.cast(step, tf.float32)
+    decay = tf.minimum(ema_decay, (1.0 + step) / (10.0 + step))
+    for e, w in zip(ema_weights, weights):
+        e.assign(decay * e + (1.0 - decay) * tf.cast(w, e.dtype))
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -79,8 +131,11 @@ class Trainer:
                  warmup_steps=0, grad_clip=1.0, ema_decay=0.999, image_size=32, mode="pad",
                  seed=0, checkpoint_dir=None, checkpoint_every=1000, keep_checkpoints=3,
                  jit_compile=False, mixed_precision=None, strategy=None, verbose=True):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
+        batch_size = validate.positive_int(batch_size, "batch_size")
+        checkpoint_every = validate.positive_int(checkpoint_every, "checkpoint_every")
+        if keep_checkpoints is not None:
+            keep_checkpoints = validate.non_negative_int(keep_checkpoints, "keep_checkpoints")
+        seed = validate.non_negative_int(seed, "seed")
         if not learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0; got {learning_rate}.")
         if not 0 <= ema_decay < 1:
@@ -134,27 +189,9 @@ class Trainer:
         self._train_fn = None
 
     # ----------------------------------------------------------------- the step
-    def _batch_inputs(self, step, x0):
-        """(x0, t, eps) for global step ``step``: t ~ U{0..T-1}, eps ~ N(0, I), both stateless."""
-        b = tf.shape(x0)[0]
-        t = tf.random.stateless_uniform([b], seed=tf.stack([tf.constant(self.seed + _T_SEED, tf.int64), step]),
-                                        minval=0, maxval=self.schedule.timesteps, dtype=tf.int32,
-                                        alg="philox")
-        noise = tf.random.stateless_normal(tf.shape(x0), seed=tf.stack(
-            [tf.constant(self.seed + _NOISE_SEED, tf.int64), step]), alg="philox")
-        return {"x0": x0, "t": t, "noise": noise}
-
-    def _replica_step(self, batch):
-        model, opt = self.model, self.optimizer
-        with tf.GradientTape() as tape:
-            x_t = self.schedule.q_sample(batch["x0"], batch["t"], batch["noise"])
-            eps_pred = model(x_t, batch["t"], training=True)
-            per_example = simple_loss(batch["noise"], eps_pred, per_example=True)
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.batch_size)
-            scaled = opt.scale_loss(loss) if self.mixed_precision == "mixed_float16" else loss
-        grads = self._clip_gradients(tape.gradient(scaled, model.trainable_variables))
-        opt.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
+    def _replica_step(self, x0, t, eps):
+        return train_step(self.model, self.optimizer, self.schedule, x0, t, eps,
+                          global_batch_size=self.batch_size, clip=self._clip_gradients)
 
     def _clip_gradients(self, grads):
         """Clip the global norm of the *global* gradient (summed over replicas) to ``grad_clip``.
@@ -176,24 +213,20 @@ class Trainer:
             grads = [g / replicas for g in grads]
         return grads
 
-    def _ema_update(self):
-        step = tf.cast(self.optimizer.iterations, tf.float32)
-        decay = tf.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
-        for e, w in zip(self.ema_model.weights, self.model.weights):
-            e.assign(decay * e + (1.0 - decay) * tf.cast(w, e.dtype))
-
     def _make_train_fn(self):
-        def train_step(batch):
-            per_replica = self.strategy.run(self._replica_step, args=(batch,))
+        def step_fn(batch):
+            per_replica = self.strategy.run(self._replica_step, args=batch)
             loss = self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-            self._ema_update()
+            ema_update(self.ema_model.weights, self.model.weights, self.ema_decay,
+                       self.optimizer.iterations)
             return loss
-        return tf.function(train_step, jit_compile=self.jit_compile)
+        return tf.function(step_fn, jit_compile=self.jit_compile)
 
     def _dataset(self, images, start_step):
         ds = make_dataset(images, self.batch_size, self.image_size, self.mode, seed=self.seed,
                           start_step=start_step)
-        ds = ds.enumerate(start=start_step).map(self._batch_inputs)
+        ds = ds.enumerate(start=start_step).map(                  # 2: x0 ~ q(x0), then lines 3-4
+            lambda step, x0: (x0, *draw_t_eps(x0, step, self.seed, self.schedule.timesteps)))
         return self.strategy.experimental_distribute_dataset(ds)
 
     # ------------------------------------------------------------------ public
@@ -209,8 +242,10 @@ class Trainer:
         and the first record includes the one-off tracing of the train step).
         """
         images = check_images(np.asarray(images))
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-            raise ValueError(f"steps must be a non-negative integer; got {steps!r}.")
+        steps = validate.non_negative_int(steps, "steps")
+        log_every = validate.positive_int(log_every, "log_every")
+        if val_every is not None:
+            val_every = validate.positive_int(val_every, "val_every")
         if val_images is not None:
             self._set_validation(val_images)
         val_every = val_every or self.checkpoint_every
