@@ -91,6 +91,16 @@ def tiny_unet():
 
 
 @pytest.fixture(scope="session")
+def batch():
+    """x0, noise and code times covering both ends of the chain (t = 0, 1, 2 ... 998, 999)."""
+    rng = np.random.default_rng(0)
+    t = np.array([0, 1, 2, 10, 100, 500, 998, 999], np.int32)
+    x0 = rng.uniform(-1, 1, size=(len(t), 4, 4, 2)).astype(np.float32)
+    noise = rng.standard_normal(size=x0.shape).astype(np.float32)
+    return x0, noise, t
+
+
+@pytest.fixture(scope="session")
 def sample_images():
     from ddpm_lib.data import load_sample
     return load_sample()

@@ -18,16 +18,6 @@ def sched(request):
     return linear_schedule(1000) if request.param == "linear" else cosine_schedule(1000)
 
 
-@pytest.fixture(scope="module")
-def batch():
-    """x0, noise and times covering both ends of the chain (as in test_schedule)."""
-    rng = np.random.default_rng(0)
-    t = np.array([0, 1, 2, 10, 100, 500, 998, 999], np.int32)
-    x0 = rng.uniform(-1, 1, size=(len(t), 4, 4, 2)).astype(np.float32)
-    noise = rng.standard_normal(size=x0.shape).astype(np.float32)
-    return x0, noise, t
-
-
 def test_p_mean_eq11(sched, batch, f32):
     x0, noise, t = batch
     rng = np.random.default_rng(1)

@@ -54,16 +54,6 @@ def sched(request):
     return SCHEDULES[request.param]()
 
 
-@pytest.fixture(scope="module")
-def batch():
-    """x0, noise and times covering both ends of the chain."""
-    rng = np.random.default_rng(0)
-    t = np.array([0, 1, 2, 10, 100, 500, 998, 999], np.int32)
-    x0 = rng.uniform(-1, 1, size=(len(t), 4, 4, 2)).astype(np.float32)
-    noise = rng.standard_normal(size=x0.shape).astype(np.float32)
-    return x0, noise, t
-
-
 def col(v, ndim=4):
     return np.asarray(v, np.float64).reshape([-1] + [1] * (ndim - 1))
 
