@@ -97,6 +97,10 @@ def _train_parser(sub):
     p.add_argument("--mixed-precision", choices=["mixed_float16", "mixed_bfloat16"])
     p.add_argument("--jit", action="store_true", help="XLA-compile the train step")
     p.add_argument("--export", help="after training, export the EMA weights (float16) here")
+    p.add_argument("--init-weights",
+                   help="only when --checkpoint-dir has no checkpoint: warm-start from these "
+                        "exported weights (`export --dtype float32`) of the same run, continuing "
+                        "its step count with a fresh optimizer; not an exact resume")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _common(p)
 
@@ -215,6 +219,8 @@ def _check_train_args(args):
     _check_dir(args.checkpoint_dir, "--checkpoint-dir")
     if args.export:
         _check_out(args.export, "--export")
+    if args.init_weights and not os.path.isfile(args.init_weights):
+        raise UsageError(f"--init-weights {args.init_weights!r} is not a file.")
 
 
 def _check_sample_args(args):
@@ -378,8 +384,19 @@ def cmd_train(args):
     trainer = _trainer_from_config(cfg, args.checkpoint_dir, verbose=not args.quiet,
                                    checkpoint_every=args.checkpoint_every, jit=args.jit)
     start = trainer.restore()
-    print(f"{'resumed at step ' + str(start) if start else 'starting from scratch'}; "
-          f"{len(images)} training images; model {trainer.model.count_params():,} parameters",
+    if start:
+        how = f"resumed at step {start}" + (" (--init-weights ignored: resuming from the "
+                                             "checkpoint)" if args.init_weights else "")
+    elif args.init_weights:
+        try:
+            start = trainer.warm_start(args.init_weights)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"--init-weights {args.init_weights!r}: {e}") from None
+        how = (f"warm-started from {args.init_weights} (EMA weights of step {start}; the "
+               "optimizer starts afresh)")
+    else:
+        how = "starting from scratch"
+    print(f"{how}; {len(images)} training images; model {trainer.model.count_params():,} parameters",
           flush=True)
     remaining = args.steps - trainer.step
     if remaining > 0:

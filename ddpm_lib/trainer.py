@@ -366,6 +366,38 @@ class Trainer:
         self.history = list(meta.get("history", []))
         return self.step
 
+    def warm_start(self, path):
+        """Start from exported weights when a run's checkpoints are lost; returns the step.
+
+        The network and its EMA both take the weights of ``path`` (a file of :meth:`export`),
+        and the step count (hence the data order and the draws of t and eps) continues from
+        the step they were exported at. The optimizer starts afresh, so its learning-rate
+        warm-up and the EMA's decay warm-up run again: this is *not* an exact resume (use
+        :meth:`restore` whenever a checkpoint exists). Only a Trainer at step 0 can be warm-started.
+        """
+        if self.step:
+            raise ValueError(f"warm_start needs a Trainer at step 0; this one is at step {self.step}.")
+        data = ckpt_io.read_npz(path)
+        extra = data["meta"].get("extra") or {}
+        if "step" not in extra or "hparams" not in extra:
+            raise ValueError(f"{path!r} does not record the step and settings it was exported at; "
+                             "it was not written by Trainer.export.")
+        model, schedule = ckpt_io.load_weights(path, image_size=self.image_size)
+        exact = ("batch_size", "seed", "image_size", "mode")
+        saved = dict({k: extra["hparams"].get(k) for k in exact},
+                     model_config=_arch(json.loads(json.dumps(model.get_config()))),
+                     schedule=ckpt_io.schedule_hash(schedule))
+        given = dict({k: self.hparams[k] for k in exact},
+                     model_config=_arch(json.loads(json.dumps(self.model.get_config()))),
+                     schedule=ckpt_io.schedule_hash(self.schedule))
+        ckpt_io.check_same_run(saved, given, repr(path),
+                               advice="a warm start needs the same model, schedule and data order")
+        weights = model.get_weights()
+        self.model.set_weights(weights)
+        self.ema_model.set_weights(weights)
+        self.step = int(extra["step"])
+        return self.step
+
     def export(self, path, dtype="float16"):
         """Save the EMA weights for sampling (``ddpm_lib.checkpoint.load_weights`` reads them)."""
         return ckpt_io.export_weights(self.ema_model, self.schedule, path, dtype=dtype,

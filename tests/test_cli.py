@@ -127,6 +127,22 @@ def test_export_is_loadable(trained, python_runner, tmp_path):
         np.testing.assert_array_equal(exported[key], from_train[key])
 
 
+def test_init_weights_warm_starts_a_new_run(trained, python_runner, tmp_path):
+    """`train --init-weights` continues an exported run's step count in a new checkpoint dir."""
+    d, _, _ = trained
+    weights, new = tmp_path / "w32.npz", tmp_path / "new"
+    cli(python_runner, "export", "--checkpoint-dir", d, "--out", weights, "--dtype", "float32")
+    proc = cli(python_runner, "train", "--checkpoint-dir", new, "--steps", 7, *TINY,
+               "--init-weights", weights)
+    assert "warm-started from" in proc.stdout and "EMA weights of step 5" in proc.stdout
+    assert [h["step"] for h in history_lines(proc.stdout)] == [6, 7]
+    bad = cli(python_runner, "train", "--checkpoint-dir", tmp_path / "other", "--steps", 7,
+              *tiny(batch_size=4), "--init-weights", weights, check=False)
+    assert bad.returncode == 2
+    lines = own_lines(bad.stderr)
+    assert len(lines) == 1 and "--init-weights" in lines[0] and "batch_size: saved 8, given 4" in lines[0]
+
+
 def test_sample_clip_x0_matches_the_library(trained, python_runner, tmp_path):
     """`sample --clip-x0 --out x.npz` stores the uint8 images of sample(..., clip_x0=True)."""
     from ddpm_lib.data import to_uint8

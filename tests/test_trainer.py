@@ -117,6 +117,28 @@ def test_checkpoint_contents(run_a):
     assert {k.split("/")[0] for k in data if k != "meta"} == {"model", "ema", "opt"}
 
 
+def test_warm_start_continues_from_exported_weights(run_a, tiny_unet_factory, images, schedule,
+                                                    tmp_path):
+    """Exported EMA weights restart a lost run: both networks take them, the step count continues,
+    the optimizer is fresh; a Trainer of another run or one already training is refused."""
+    a, _ = run_a
+    path = tmp_path / "w.npz"
+    a.export(path, dtype="float32")
+    tr = Trainer(tiny_unet_factory(seed=1), schedule, checkpoint_dir=None, **CFG)
+    assert tr.warm_start(str(path)) == STEPS_A == tr.step
+    for ema, w, v in zip(a.ema_model.get_weights(), tr.model.get_weights(), tr.ema_model.get_weights()):
+        np.testing.assert_array_equal(w, ema)
+        np.testing.assert_array_equal(v, ema)
+    assert int(tr.optimizer.iterations.numpy()) == 0
+    tr.fit(images, 2, log_every=1)
+    assert [h["step"] for h in tr.history] == [STEPS_A + 1, STEPS_A + 2]
+    with pytest.raises(ValueError, match="step 0; this one is at step 50"):
+        tr.warm_start(str(path))
+    other = Trainer(tiny_unet_factory(seed=1), schedule, checkpoint_dir=None, **dict(CFG, batch_size=8))
+    with pytest.raises(ValueError, match="batch_size: saved 16, given 8"):
+        other.warm_start(str(path))
+
+
 # ------------------------------------------------------- bookkeeping with TinyEps
 def tiny_trainer(tiny_eps_cls, schedule, seed=0, width=8, init_seed=0, **kw):
     keras.utils.set_random_seed(init_seed)
