@@ -115,21 +115,22 @@ class Schedule:
                 + extract(self.sqrt_one_minus_alpha_bars, t, nd) * noise)
 
     def predict_x0(self, x_t, t, eps):
-        """x_0 from x_t and the noise: x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)."""
-        t, x_t, eps = self._prepare(t, x_t, eps, names=("x_t", "eps"))
-        nd = x_t.shape.rank
-        return (extract(self.sqrt_recip_alpha_bars, t, nd) * x_t
-                - extract(self.sqrt_recipm1_alpha_bars, t, nd) * eps)
+        """x_0 from x_t and the noise: x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t).
+
+        The formula lives in ``ddpm_lib.parameterization.eps_to_x0``, with the other conversions.
+        """
+        from .parameterization import eps_to_x0
+        return eps_to_x0(self, x_t, t, eps)
 
     def predict_eps(self, x_t, t, x0):
         """The noise from x_t and x_0, eq. (4) solved for eps: the inverse of ``predict_x0``.
 
         eps = (x_t / sqrt(alpha_bar_t) - x_0) / sqrt(1 / alpha_bar_t - 1)
+
+        The formula lives in ``ddpm_lib.parameterization.x0_to_eps``, with the other conversions.
         """
-        t, x_t, x0 = self._prepare(t, x_t, x0, names=("x_t", "x0"))
-        nd = x_t.shape.rank
-        return ((extract(self.sqrt_recip_alpha_bars, t, nd) * x_t - x0)
-                / extract(self.sqrt_recipm1_alpha_bars, t, nd))
+        from .parameterization import x0_to_eps
+        return x0_to_eps(self, x_t, t, x0)
 
     # ------------------------------------------------------------- posterior
     def q_posterior(self, x0, x_t, t):
