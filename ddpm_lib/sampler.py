@@ -1,13 +1,31 @@
-"""Sampling: Algorithm 2 of Ho et al. (2020), respaced DDPM (Nichol & Dhariwal, 2021) and DDIM
-(Song et al., 2020).
+"""Sampling: Algorithm 2 of Ho et al. (2020), respaced DDPM (Nichol & Dhariwal, 2021), DDIM
+(Song et al., 2020) and DPM-Solver++(2M) (Lu et al., 2022).
 
-``ddpm_step`` and ``ddim_step`` are single steps you can check by hand; each returns
-``(x_prev, x0_pred)``, the next x and the x_0 it predicts. ``ddpm_loop`` and ``ddim_loop`` are the
-whole chains as plain Python; ``sample`` runs the same loop functions compiled (``tf.function``,
-one ``tf.while_loop``): no Python per step, no numpy round trips, and stateless random numbers,
-so a ``seed`` reproduces the same images on every run. Index convention: see
-``ddpm_lib.schedule`` (code t = paper t - 1). The mean, the variance and DDIM's sigma(eta) come
+``ddpm_step``, ``ddim_step`` and ``dpm_solver_step`` are single steps you can check by hand; each
+returns ``(x_prev, x0_pred)``, the next x and the x_0 it predicts. ``ddpm_loop``, ``ddim_loop`` and
+``dpm_solver_loop`` are the whole chains as plain Python; ``sample`` runs the same loop functions
+compiled (``tf.function``, one ``tf.while_loop``): no Python per step, no numpy round trips, and
+stateless random numbers, so a ``seed`` reproduces the same images on every run. Index convention:
+see ``ddpm_lib.schedule`` (code t = paper t - 1). The mean, the variance and DDIM's sigma(eta) come
 from ``ddpm_lib.reverse``.
+
+DPM-Solver++ notation (Lu et al., "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion
+Probabilistic Models", arXiv:2211.01095), in terms of this library's alpha_bar (a code time t):
+
+    alpha_t  = sqrt(alpha_bar_t)             the mean coefficient of q(x_t | x_0), eq. (4) of Ho et al.
+    sigma_t  = sqrt(1 - alpha_bar_t)         its standard deviation
+    lambda_t = log(alpha_t / sigma_t)        half the log signal-to-noise ratio, decreasing in t
+    x_theta(x_t, t) = (x_t - sigma_t eps_theta(x_t, t)) / alpha_t     the data prediction
+                                             (``Schedule.predict_x0``)
+    t_0 > t_1 > ... > t_M                    the visited times (``dpm_solver_timesteps``); the paper's
+                                             step i goes from t_{i-1} to t_i
+    h_i = lambda_{t_i} - lambda_{t_{i-1}}    the step size in lambda (> 0)
+    r_i = h_{i-1} / h_i                      the ratio of the last two step sizes
+    D_i = (1 + 1/(2 r_i)) x_theta(t_{i-1}) - 1/(2 r_i) x_theta(t_{i-2})
+                                             the second-order data term of Algorithm 2
+
+The end point t_M is x_0 itself (alpha = 1, sigma = 0, lambda = +inf; the code time -1, as DDIM's
+``t_prev = -1``).
 """
 from __future__ import annotations
 
@@ -24,7 +42,8 @@ from .checkpoint import schedule_hash
 from .reverse import ddim_sigma, p_mean, p_variance
 from .schedule import extract, respace
 
-__all__ = ["Step", "ddpm_step", "ddim_step", "sampling_timesteps", "ddpm_loop", "ddim_loop", "sample"]
+__all__ = ["Step", "ddpm_step", "ddim_step", "dpm_solver_step", "sampling_timesteps",
+           "dpm_solver_timesteps", "ddpm_loop", "ddim_loop", "dpm_solver_loop", "sample"]
 
 Step = collections.namedtuple("Step", ["x_prev", "x0_pred"])
 Step.__doc__ = """One reverse step's result: ``x_prev`` (the next x) and ``x0_pred``, the x_0 predicted from (x_t, eps)."""
@@ -109,6 +128,82 @@ def ddim_step(schedule, x_t, t, t_prev, eps, eta=0.0, z=None, clip_x0=False):
     return Step(x_prev + tf.cast(sigma, tf.float32) * z, x0_pred)
 
 
+def _alpha_sigma_lambda(schedule, t):
+    """(alpha_t, sigma_t, lambda_t) at code time ``t`` in float64; any t < 0 is x_0: (1, 0, +inf)."""
+    a = tf.where(t >= 0, extract(schedule.alpha_bars, tf.maximum(t, 0), dtype=tf.float64),
+                 tf.constant(1.0, tf.float64))
+    alpha, sigma = tf.sqrt(a), tf.sqrt(1.0 - a)
+    return alpha, sigma, tf.math.log(alpha) - tf.math.log(sigma)
+
+
+def dpm_solver_step(schedule, x_t, t, t_prev, eps, x0_last=None, t_last=None, clip_x0=False):
+    """One step of DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) from code time ``t`` to ``t_prev < t``.
+
+    With x_theta = ``schedule.predict_x0(x_t, t, eps)`` and h = lambda_{t_prev} - lambda_t (notation:
+    module docstring), the step is
+
+        x_prev = sigma_{t_prev} / sigma_t * x_t - alpha_{t_prev} (e^{-h} - 1) D,
+
+    first order with D = x_theta (DPM-Solver++(1), the same update as DDIM with eta = 0), or,
+    given the data prediction ``x0_last`` of the previous model call at code time ``t_last > t``,
+    second order with r = (lambda_t - lambda_{t_last}) / h and
+    D = (1 + 1/(2r)) x_theta - 1/(2r) x0_last.
+    Any ``t_prev < 0`` means x_0 (alpha = 1, sigma = 0, lambda = +inf): the step is then first order
+    whatever ``x0_last`` (r = 0 there, where the second-order D is undefined) and returns x_theta.
+    The coefficients are computed in float64 and cast to float32.
+
+    ``clip_x0=True`` clips x_theta to [-1, 1] (static thresholding, which a data-prediction
+    solver can apply directly); ``x0_last`` is then the previous clipped prediction.
+    Returns ``Step(x_prev, x0_pred)``, with x0_pred = x_theta (the ``x0_last`` of the next step).
+    """
+    t = validate.time_index(t, schedule.timesteps, scalar=True)
+    t_prev = validate.time_index(t_prev, schedule.timesteps, name="t_prev", scalar=True,
+                                 allow_negative=True)
+    if not tf.is_symbolic_tensor(t) and not tf.is_symbolic_tensor(t_prev) and int(t_prev) >= int(t):
+        raise ValueError(f"t_prev must be smaller than t={int(t)}; got {int(t_prev)}.")
+    if (x0_last is None) != (t_last is None):
+        raise ValueError("x0_last and t_last must be given together (second order) or both left "
+                         f"out (first order); got x0_last={'None' if x0_last is None else 'a tensor'} "
+                         f"and t_last={t_last!r}.")
+    x_t = validate.float_tensor(x_t, "x_t")
+    eps = validate.float_tensor(eps, "eps")
+    if x0_last is not None:
+        t_last = validate.time_index(t_last, schedule.timesteps, name="t_last", scalar=True)
+        if not tf.is_symbolic_tensor(t) and not tf.is_symbolic_tensor(t_last) and int(t_last) <= int(t):
+            raise ValueError(f"t_last must be larger than t={int(t)} (the previous model call "
+                             f"came before this one); got {int(t_last)}.")
+        x0_last = validate.float_tensor(x0_last, "x0_last")
+    validate.same_shape("x_t", x_t, eps=eps, x0_last=x0_last)
+
+    alpha_t, sigma_t, lambda_t = _alpha_sigma_lambda(schedule, t)
+    alpha_prev, sigma_prev, lambda_prev = _alpha_sigma_lambda(schedule, t_prev)
+    h = lambda_prev - lambda_t                                   # h_i
+    c_x = tf.cast(sigma_prev / sigma_t, tf.float32)              # sigma_{t_i} / sigma_{t_{i-1}}
+    c_d = tf.cast(-alpha_prev * tf.math.expm1(-h), tf.float32)   # -alpha_{t_i} (e^{-h_i} - 1)
+
+    x0_pred = schedule.predict_x0(x_t, t, eps)                   # x_theta(x_{t_{i-1}}, t_{i-1})
+    if clip_x0:
+        x0_pred = tf.clip_by_value(x0_pred, -1.0, 1.0)
+    d = x0_pred                                                  # first order: D = x_theta
+    if x0_last is not None:
+        _, _, lambda_last = _alpha_sigma_lambda(schedule, t_last)
+        r = (lambda_t - lambda_last) / h                         # r_i = h_{i-1} / h_i
+        half_r = tf.where(t_prev >= 0, 1.0 / (2.0 * r), tf.constant(0.0, tf.float64))
+        half_r = tf.cast(half_r, tf.float32)                     # 1 / (2 r_i); 0 at the step to x_0
+        d = (1.0 + half_r) * x0_pred - half_r * x0_last          # D_i
+    return Step(c_x * x_t + c_d * d, x0_pred)
+
+
+def _timesteps_and_steps(timesteps, steps):
+    """``(T, S)`` as ints, S = ``steps`` (``None`` means T); the one check of ``steps`` for every sampler."""
+    timesteps = validate.positive_int(timesteps, "timesteps")
+    if steps is None:
+        steps = timesteps
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= timesteps:
+        raise ValueError(f"steps must be an integer in [1, {timesteps}]; got {steps!r}.")
+    return timesteps, int(steps)
+
+
 def sampling_timesteps(timesteps, steps=None):
     """The code times a sampler visits, in decreasing order, and for each the time it steps to.
 
@@ -119,16 +214,49 @@ def sampling_timesteps(timesteps, steps=None):
     ``ts_prev[i] = ts[i + 1]``, and ``ts_prev[-1] = -1`` means "to x_0".
     DDIM and respaced DDPM both visit these times. Returns ``(ts, ts_prev)``, int32 arrays.
     """
-    timesteps = validate.positive_int(timesteps, "timesteps")
-    if steps is None:
-        steps = timesteps
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= timesteps:
-        raise ValueError(f"steps must be an integer in [1, {timesteps}]; got {steps!r}.")
+    timesteps, steps = _timesteps_and_steps(timesteps, steps)
     if steps == 1:
         ts = np.array([timesteps - 1])
     else:
         ts = np.round(np.linspace(timesteps - 1, 0, steps)).astype(np.int64)
     ts = ts.astype(np.int32)
+    ts_prev = np.append(ts[1:], -1).astype(np.int32)
+    return ts, ts_prev
+
+
+def dpm_solver_timesteps(timesteps, steps, alpha_bars):
+    """The code times DPM-Solver++ visits, uniform in lambda, and for each the time it steps to.
+
+    With S = ``steps`` (``None`` means S = T = ``timesteps``) and lambda_t = log(sqrt(alpha_bar_t) /
+    sqrt(1 - alpha_bar_t)) from ``alpha_bars`` (``schedule.alpha_bars``), the targets are S values
+    evenly spaced in lambda from lambda_{T-1} to lambda_0, both ends included (S = 1: lambda_{T-1}
+    alone). Our models take integer t, so each target goes to the code time whose lambda is nearest
+    (the smaller t on a tie), and the times are then made distinct: ``ts[0] = T - 1`` and
+    ``ts[i] = clip(nearest_i, S - 1 - i, ts[i - 1] - 1)``, which keeps them strictly decreasing,
+    leaves room for the rest, and ends at ``ts[-1] = 0``; S = T gives every t = T - 1, ..., 0.
+    As in ``sampling_timesteps``, ``ts_prev[i] = ts[i + 1]`` and ``ts_prev[-1] = -1``, x_0 itself
+    (alpha_bar = 1, lambda = +inf), reached by a first-order step from code time 0 that returns
+    x0_pred. The S model calls are made at ``ts``.
+
+    Why uniform in lambda: the solver integrates in lambda (h_i are lambda steps), and Lu et al.'s
+    code recommends this spacing ("logSNR") for low-resolution images and uniform time for
+    high-resolution (and guided) sampling; this library's models are 28-32 pixel, unconditional,
+    pixel-space ones (Fashion-MNIST, MNIST, CIFAR-10). lambda_{T-1} and lambda_0 are the authors'
+    end points for a discrete-time model (their continuous t = 1 and t = 1/N).
+    Returns ``(ts, ts_prev)``, int32 arrays.
+    """
+    timesteps, steps = _timesteps_and_steps(timesteps, steps)
+    alpha_bars = np.asarray(alpha_bars, np.float64)
+    if alpha_bars.shape != (timesteps,):
+        raise ValueError(f"alpha_bars must have shape ({timesteps},), one per code time; "
+                         f"got shape {alpha_bars.shape}.")
+    lam = np.log(np.sqrt(alpha_bars)) - np.log(np.sqrt(1.0 - alpha_bars))     # lambda_t
+    targets = np.linspace(lam[-1], lam[0], steps) if steps > 1 else lam[-1:]
+    ts = [timesteps - 1]
+    for i in range(1, steps):
+        nearest = int(np.argmin(np.abs(lam - targets[i])))
+        ts.append(int(np.clip(nearest, steps - 1 - i, ts[-1] - 1)))
+    ts = np.array(ts, np.int32)
     ts_prev = np.append(ts[1:], -1).astype(np.int32)
     return ts, ts_prev
 
@@ -190,6 +318,45 @@ def ddim_loop(model, schedule, x_T, seed, steps=None, eta=0.0, clip_x0=False, tr
     return (x, xs.stack(), x0s.stack()) if trajectory else x
 
 
+def dpm_solver_loop(model, schedule, x_T, seed, steps, clip_x0=False, trajectory=False):
+    """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) with S = ``steps`` model calls.
+
+    The calls are made at the code times ``ts`` of ``dpm_solver_timesteps``; step i goes from
+    ``ts[i]`` to ``ts_prev[i]``. As in Algorithm 2 the first step is first order (there is no
+    earlier x_theta yet) and every later one is second order, from the x_theta of this call and of
+    the previous one, except the last: it steps from code time 0 to x_0, where lambda = +inf and
+    the second-order formula is undefined, so it is first order and returns x_theta (the authors'
+    ``denoise_to_zero``). Lu et al.'s code also takes its last step at first order when
+    ``lower_order_final`` is on ("steps < 15" in its docstring, ``steps < 10`` in the code), a
+    trick against instability at few steps; here that last step is the one to x_0 at every S,
+    while the step into code time 0 is second order. S = 1 and S = 2 are therefore first-order
+    throughout: DDIM with eta = 0 on these times.
+
+    The solver is deterministic: ``seed`` is not used (it is there so that ``sample`` calls every
+    loop alike). Laid out like ``ddim_loop`` (same returns); ``sample`` compiles it.
+    """
+    ts, ts_prev = dpm_solver_timesteps(schedule.timesteps, steps, schedule.alpha_bars)
+    n = len(ts)
+    x = x_T                                                 # x_{t_0} = x_T
+    xs = tf.TensorArray(tf.float32, size=n + 1 if trajectory else 0)   # x_T, ..., x_0 (if trajectory)
+    x0s = tf.TensorArray(tf.float32, size=n if trajectory else 0)      # each step's x_theta
+    if trajectory:
+        xs = xs.write(0, x)
+    eps = tf.cast(model(x, tf.fill([x.shape[0]], ts[0]), training=False), tf.float32)
+    x, x0_last = dpm_solver_step(schedule, x, ts[0], ts_prev[0], eps,
+                                 clip_x0=clip_x0)           # first step: first order, D_1 = x_theta
+    if trajectory:
+        xs, x0s = xs.write(1, x), x0s.write(0, x0_last)
+    for i in tf.range(1, n):                                # the paper's i = 2, ..., M
+        t_last, t, t_prev = tf.gather(ts, i - 1), tf.gather(ts, i), tf.gather(ts_prev, i)
+        eps = tf.cast(model(x, tf.fill([x.shape[0]], t), training=False), tf.float32)
+        x, x0_last = dpm_solver_step(schedule, x, t, t_prev, eps, x0_last=x0_last, t_last=t_last,
+                                     clip_x0=clip_x0)       # r_i, D_i, x_{t_i}; first order to x_0
+        if trajectory:
+            xs, x0s = xs.write(i + 1, x), x0s.write(i, x0_last)
+    return (x, xs.stack(), x0s.stack()) if trajectory else x
+
+
 _CACHE = weakref.WeakKeyDictionary()
 
 
@@ -202,23 +369,27 @@ def sample(model, schedule, shape, method="ddpm", steps=None, eta=0.0, seed=None
         model: called as ``model(x_t, t)`` with ``t`` int32 of shape (batch,); returns eps.
         schedule: the :class:`~ddpm_lib.schedule.Schedule` the model was trained with.
         shape: ``(batch, height, width, channels)``; may be ``None`` when ``x_T`` is given.
-        method: ``"ddpm"`` (``ddpm_loop``: Algorithm 2, respaced when ``steps < T``) or
-            ``"ddim"`` (``ddim_loop``).
-        steps: number of model calls; ``None`` means all T. The visited times are those of
-            ``sampling_timesteps``.
-        eta: DDIM's stochasticity, a finite number >= 0 (0 = deterministic); ignored by DDPM.
+        method: ``"ddpm"`` (``ddpm_loop``: Algorithm 2, respaced when ``steps < T``),
+            ``"ddim"`` (``ddim_loop``) or ``"dpm_solver"`` (``dpm_solver_loop``:
+            DPM-Solver++(2M), deterministic, for few steps, e.g. 10-20).
+        steps: number of model calls, an integer in [1, T]; ``None`` means all T. The visited
+            times are those of ``sampling_timesteps`` (DDPM, DDIM) or of ``dpm_solver_timesteps``
+            (uniform in lambda = log(alpha / sigma)).
+        eta: DDIM's stochasticity, a finite number >= 0 (0 = deterministic); ignored by DDPM and
+            DPM-Solver++.
         seed: integer for reproducible samples; ``None`` draws a fresh one.
         return_trajectory: also return every intermediate x_t, shape (steps + 1, *shape),
             starting with x_T.
-        variance: DDPM's sigma_t^2, ``"posterior"`` (beta_tilde) or ``"beta"``.
+        variance: DDPM's sigma_t^2, ``"posterior"`` (beta_tilde) or ``"beta"``; ignored by the
+            other methods.
         jit_compile: compile the loop with XLA. XLA's random-number kernels derive another
             stream from the same seed for the per-step noise, so stochastic XLA samples are
             reproducible among themselves but differ from non-XLA samples of the same seed.
-        clip_x0: clip the predicted x_0 to [-1, 1] in every step (see ``ddpm_step`` and
-            ``ddim_step``); ``False`` is the plain formula of the papers.
+        clip_x0: clip the predicted x_0 to [-1, 1] in every step (see ``ddpm_step``,
+            ``ddim_step`` and ``dpm_solver_step``); ``False`` is the plain formula of the papers.
         x_T: start from this tensor instead of drawing x_T from ``seed`` (DDIM with eta = 0
             is then a deterministic map x_T -> x_0, used for interpolation in chapter 8).
-            The seed still drives the per-step noise.
+            The seed still drives the per-step noise (DPM-Solver++ has none).
         return_x0_trajectory: also return the x_0 predicted at every step, shape (steps, *shape).
 
     Returns:
@@ -233,11 +404,11 @@ def sample(model, schedule, shape, method="ddpm", steps=None, eta=0.0, seed=None
             raise ValueError(f"x_T has shape {tuple(x_T.shape)} but shape is {tuple(shape)}; "
                              "they must match (or pass shape=None).")
     shape = validate.image_shape(shape, getattr(model, "image_channels", None))
-    if method not in ("ddpm", "ddim"):
-        raise ValueError(f'method must be "ddpm" or "ddim"; got {method!r}.')
+    if method not in ("ddpm", "ddim", "dpm_solver"):
+        raise ValueError(f'method must be "ddpm", "ddim" or "dpm_solver"; got {method!r}.')
     p_variance(schedule, variance)       # validates the name
     eta = validate.finite_number(eta, "eta", minimum=0)
-    sampling_timesteps(schedule.timesteps, steps)      # validates steps
+    _timesteps_and_steps(schedule.timesteps, steps)    # validates steps
     trained_T = getattr(model, "trained_timesteps", None)     # set by checkpoint.load_weights
     if trained_T is not None and trained_T != schedule.timesteps:
         warnings.warn(f"the model was trained with T = {trained_T} but the schedule has "
@@ -254,8 +425,11 @@ def sample(model, schedule, shape, method="ddpm", steps=None, eta=0.0, seed=None
     if method == "ddpm":
         loop = functools.partial(ddpm_loop, steps=steps, variance=variance, clip_x0=bool(clip_x0),
                                  trajectory=trajectory)
-    else:
+    elif method == "ddim":
         loop = functools.partial(ddim_loop, steps=steps, eta=eta, clip_x0=bool(clip_x0),
+                                 trajectory=trajectory)
+    else:
+        loop = functools.partial(dpm_solver_loop, steps=steps, clip_x0=bool(clip_x0),
                                  trajectory=trajectory)
     key = (schedule_hash(schedule), shape, method, steps, eta, variance, trajectory,
            bool(jit_compile), bool(clip_x0))

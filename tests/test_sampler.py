@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ddpm_lib.sampler import Step, ddim_loop, ddim_step, ddpm_loop, ddpm_step, sample, sampling_timesteps
+from ddpm_lib.sampler import (Step, ddim_loop, ddim_step, ddpm_loop, ddpm_step, dpm_solver_loop,
+                              dpm_solver_step, dpm_solver_timesteps, sample, sampling_timesteps)
 from ddpm_lib.schedule import linear_schedule
 
 
 from reference_formulas import ref_alpha_bars as abars_of  # noqa: E402
+from test_dpm_solver import ref_chain as ref_dpm_solver_chain  # noqa: E402
 
 
 def tilde_of(betas):
@@ -457,6 +459,10 @@ def test_respaced_ddpm_with_every_step_is_plain_ddpm(model, sched):
     (dict(method="ddim", steps=0), "steps must be"),
     (dict(method="ddim", steps=21), "steps must be"),
     (dict(method="ddim", steps=2.5), "steps must be"),
+    (dict(method="dpm_solver", steps=0), "steps must be"),
+    (dict(method="dpm_solver", steps=21), "steps must be"),
+    (dict(method="dpm_solver", steps=2.5), "steps must be"),
+    (dict(method="dpm-solver"), 'method must be "ddpm", "ddim" or "dpm_solver"'),
     (dict(seed=1.5), "seed must be"),
     (dict(seed=True), "seed must be"),
     (dict(seed="0"), "seed must be"),
@@ -472,7 +478,7 @@ def test_sample_bad_arguments(model, sched, kwargs, match):
         sample(model, sched, shape, **kw)
 
 
-# ------------------------------------------------- shared tests of the two step functions
+# ----------------------------------------------- shared tests of the three step functions
 def _ddpm(sched, x, t, eps, z, **kw):
     return ddpm_step(sched, x, t, eps, z, **kw)
 
@@ -481,7 +487,16 @@ def _ddim(sched, x, t, eps, z, **kw):
     return ddim_step(sched, x, t, t - 3, eps, eta=0.5, z=z, **kw)
 
 
-STEPPERS = {"ddpm": _ddpm, "ddim": _ddim}
+def _dpm_solver(sched, x, t, eps, z, **kw):
+    """DPM-Solver++ to t - 3 at first order: it draws no noise, so z is not used. (A second-order
+    step needs an earlier call at t_last > t, which t = T - 1 does not have; test_dpm_solver.py
+    tests that one.)"""
+    return dpm_solver_step(sched, x, t, t - 3, eps, **kw)
+
+
+_ddpm.z_name = _ddim.z_name = "z"        # the name in the error for a z of the wrong shape
+_dpm_solver.z_name = None
+STEPPERS = {"ddpm": _ddpm, "ddim": _ddim, "dpm_solver": _dpm_solver}
 
 
 @pytest.fixture(params=sorted(STEPPERS))
@@ -491,7 +506,7 @@ def stepper(request):
 
 @pytest.mark.parametrize("t", [0, 3, 19])
 def test_step_returns_x_prev_and_x0_pred(stepper, sched, xs, t, f32):
-    """Both steps return Step(x_prev, x0_pred); x0_pred is eq. (4) solved for x_0 (Ho's pred_xstart)."""
+    """Every step returns Step(x_prev, x0_pred); x0_pred is eq. (4) solved for x_0 (Ho's pred_xstart)."""
     x, eps, z = xs
     out = stepper(sched, x, t, eps, z)
     assert isinstance(out, Step) and out._fields == ("x_prev", "x0_pred")
@@ -538,8 +553,9 @@ def test_step_rejects_bad_tensors(stepper, sched, xs):
         stepper(sched, x.astype(np.int32), 5, eps, z)
     with pytest.raises(ValueError, match="eps must have the shape of x_t"):
         stepper(sched, x, 5, eps[:1], z)
-    with pytest.raises(ValueError, match="z must have the shape of x_t"):
-        stepper(sched, x, 5, eps, z[:1])
+    if stepper.z_name is not None:
+        with pytest.raises(ValueError, match=f"{stepper.z_name} must have the shape of x_t"):
+            stepper(sched, x, 5, eps, z[:1])
 
 
 def test_step_accepts_numpy_integer_t(stepper, sched, xs):
@@ -567,12 +583,15 @@ def test_ddim_step_python_eta_is_float64(sched, xs, f32):
 # --------------------------------------------------------------------- the loops
 @pytest.mark.parametrize("method, kw", [("ddpm", {}), ("ddpm", dict(steps=6)),
                                         ("ddpm", dict(variance="beta", clip_x0=True)),
-                                        ("ddim", dict(steps=5, eta=0.5)), ("ddim", dict(steps=20))])
+                                        ("ddim", dict(steps=5, eta=0.5)), ("ddim", dict(steps=20)),
+                                        ("dpm_solver", dict(steps=7)),
+                                        ("dpm_solver", dict(steps=20, clip_x0=True))])
 def test_sample_runs_the_public_loops(model, sched, method, kw):
-    """sample() is ddpm_loop / ddim_loop compiled: the eager Python loop gives the same numbers."""
+    """sample() is ddpm_loop / ddim_loop / dpm_solver_loop compiled: the eager Python loop gives
+    the same numbers."""
     shape = (2, 4, 4, 1)
     x_T = tf.random.stateless_normal(shape, seed=[9, 0], alg="philox")
-    loop = ddpm_loop if method == "ddpm" else ddim_loop
+    loop = {"ddpm": ddpm_loop, "ddim": ddim_loop, "dpm_solver": dpm_solver_loop}[method]
     x0, xs_, x0s = loop(model, sched, x_T, 9, trajectory=True, **kw)
     got, traj, x0_traj = sample(model, sched, shape, method=method, seed=9, return_trajectory=True,
                                 return_x0_trajectory=True, **kw)
@@ -587,12 +606,16 @@ def test_sample_runs_the_public_loops(model, sched, method, kw):
     np.testing.assert_array_equal(only_x0[1].numpy(), x0_traj.numpy())
 
 
-def test_x0_trajectory_is_each_steps_prediction(model, sched):
+@pytest.mark.parametrize("method", ["ddim", "dpm_solver"])
+def test_x0_trajectory_is_each_steps_prediction(model, sched, method):
     """The i-th entry is x0_pred of step i: eq. (4) solved for x_0 at the x_t of that step."""
     shape = (2, 4, 4, 1)
-    _, traj, x0s = sample(model, sched, shape, method="ddim", steps=5, seed=1, return_trajectory=True,
+    _, traj, x0s = sample(model, sched, shape, method=method, steps=5, seed=1, return_trajectory=True,
                           return_x0_trajectory=True)
-    ts, _ = sampling_timesteps(sched.timesteps, 5)
+    if method == "ddim":
+        ts, _ = sampling_timesteps(sched.timesteps, 5)
+    else:
+        ts, _ = dpm_solver_timesteps(sched.timesteps, 5, sched.alpha_bars)
     for i, t in enumerate(ts):
         x = traj.numpy()[i]
         eps = model(x, np.full(2, t))
@@ -632,7 +655,13 @@ class GaussianOracle:
 
 def gaussian_chain(oracle, betas, method, steps, eta, variance):
     """Mean and variance of x_0 after the sampler's chain, in float64: each step maps x to
-    A x + B + C z (z ~ N(0, 1)), so m -> A m + B and v -> A^2 v + C^2, starting from N(0, 1)."""
+    A x + B + C z (z ~ N(0, 1)), so m -> A m + B and v -> A^2 v + C^2, starting from N(0, 1).
+    DPM-Solver++ (deterministic, two-step) maps x_T to a x_T + b as a whole: m = b, v = a^2."""
+    if method == "dpm_solver":
+        ts, ts_prev = dpm_solver_timesteps(len(betas), steps, abars_of(betas))
+        b = ref_dpm_solver_chain(betas, oracle.np, 0.0, ts, ts_prev)[0]
+        a = ref_dpm_solver_chain(betas, oracle.np, 1.0, ts, ts_prev)[0] - b
+        return b, a * a
     ts, ts_prev = sampling_timesteps(len(betas), steps)
     step_betas, idx = respaced_betas(betas, ts), np.arange(len(ts))[::-1]
     m, v = 0.0, 1.0
@@ -659,6 +688,7 @@ def gaussian_chain(oracle, betas, method, steps, eta, variance):
     ("ddim", 10, 0.0, "posterior"),
     ("ddim", 10, 0.5, "posterior"),
     ("ddim", None, 1.0, "posterior"),
+    ("dpm_solver", 10, 0.0, "posterior"),
 ])
 def test_every_sampler_with_the_exact_eps_of_gaussian_data(method, steps, eta, variance):
     """N = 40,000 pixels; the sample mean is within 5 standard errors of the float64 chain's mean
@@ -672,8 +702,8 @@ def test_every_sampler_with_the_exact_eps_of_gaussian_data(method, steps, eta, v
     n = x.size
     assert abs(x.mean() - m) < 5 * np.sqrt(v / n), (x.mean(), m)
     assert abs(x.std() - np.sqrt(v)) < 5 * np.sqrt(v / (2 * n)), (x.std(), np.sqrt(v))
-    if method == "ddpm" and steps is None and variance == "posterior":
-        assert abs(np.sqrt(v) - s) < 0.05 and abs(m - mu) < 0.05      # Algorithm 2 finds the data
+    if (method == "ddpm" and steps is None and variance == "posterior") or method == "dpm_solver":
+        assert abs(np.sqrt(v) - s) < 0.05 and abs(m - mu) < 0.05      # both find the data
 
 
 # ----------------------------------------------------------------- no global state
