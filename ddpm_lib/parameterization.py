@@ -5,7 +5,7 @@ any one of these four determines the other three, and the conversions below are 
 library does it (``Schedule.predict_x0`` and ``Schedule.predict_eps`` call the first two):
 
     x_0   = (x_t - sqrt(1 - alpha_bar) eps) / sqrt(alpha_bar)          eq. (4) solved for x_0
-    v     = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x_0               Salimans & Ho (2022), Sec. 4
+    v     = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x_0               Salimans & Ho (2022)
           = (eps - sqrt(1 - alpha_bar) x_t) / sqrt(alpha_bar)
     score = -eps / sqrt(1 - alpha_bar)                                  Song et al. (2021), Sec. 3.3
 
@@ -65,7 +65,7 @@ def v_to_eps(schedule, x_t, t, v):
 
 
 def v_to_x0(schedule, x_t, t, v):
-    """x_0 = sqrt(alpha_bar) x_t - sqrt(1 - alpha_bar) v (Salimans & Ho 2022, Sec. 4): (x_0, eps)
+    """x_0 = sqrt(alpha_bar) x_t - sqrt(1 - alpha_bar) v (Salimans & Ho 2022): (x_0, eps)
     is (x_t, v) turned by the angle phi with cos(phi) = sqrt(alpha_bar), so no coefficient exceeds 1."""
     t, x_t, v = schedule._prepare(t, x_t, v, names=("x_t", "v"))
     nd = x_t.shape.rank
