@@ -15,10 +15,11 @@ Two formats, both plain ``.npz`` with a JSON ``meta`` entry:
 A weight's key is its Keras variable path without the model's own name, e.g.
 ``down0_res0/conv1/kernel`` (the same for a model and its EMA copy), and an optimizer slot's key
 the key of its weight plus the slot, e.g. ``adamw/down0_res0/conv1/kernel/momentum``. That needs
-layers named explicitly, as in ``HoUNet``: the seed's ``UNet`` leaves its layers to Keras'
-auto-numbered names (``conv2d_30``), which change with every model a process builds, so its
-variables (and any other model's) are keyed by position, ``0000, 0001, ...``. ``meta["keys"]``
-says which; the version-1 formats are always by position and keep loading.
+layers named explicitly, as ``HoUNet`` and ``UNet`` do (Keras' auto-numbered names such as
+``conv2d_30`` change with every model a process builds); any other model's variables are keyed
+by position, ``0000, 0001, ...``. ``meta["keys"]`` says which. Files keyed by position (the
+version-1 formats, and version 2 written before ``UNet`` named its layers) keep loading into
+any model with the same variables in the same order.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ WEIGHTS_FORMAT = "ddpm_lib.weights/2"
 _CHECKPOINT_FORMATS = ("ddpm_lib.checkpoint/1", CHECKPOINT_FORMAT)
 _WEIGHTS_FORMATS = ("ddpm_lib.weights/1", WEIGHTS_FORMAT)
 # Model classes whose every layer has an explicit name, so that variable paths are stable.
-_KEYED_BY_PATH = ("HoUNet",)
+_KEYED_BY_PATH = ("HoUNet", "UNet")
 
 _CKPT_RE = re.compile(r"^ckpt-(\d+)\.npz$")
 
@@ -270,11 +271,10 @@ def assign_checkpoint(path, data, model, ema_model, optimizer):
     check_checkpoint(path, data)
     meta = data["meta"]
     by_path = meta["format"] == CHECKPOINT_FORMAT and meta.get("keys") == "path"
-    if meta["format"] == CHECKPOINT_FORMAT and by_path != keyed_by_path(model):
-        raise ValueError(f"{path!r} keys its arrays by {meta.get('keys')!r}, but a "
-                         f"{type(model).__name__} is saved by "
-                         f"{'path' if keyed_by_path(model) else 'position'}: another kind of model.")
-    if by_path:                                   # version 1 and other models: by position
+    if by_path and not keyed_by_path(model):
+        raise ValueError(f"{path!r} keys its arrays by path, but a {type(model).__name__} is "
+                         "saved by position: another kind of model.")
+    if by_path:                                   # else by position: version 1, older files
         model_keys, opt_keys = variable_keys(model), optimizer_keys(optimizer, model)
     else:
         model_keys = [f"{i:04d}" for i in range(len(model.weights))]
@@ -338,10 +338,14 @@ def load_weights(path, image_size=32, dtype=None):
         raise ValueError(f"{path!r} has a model config this ddpm_lib cannot build: {config} ({e})") from None
     model.build_for(image_size)
     if meta["format"] == WEIGHTS_FORMAT:
-        if (meta.get("keys") == "path") != keyed_by_path(model):
-            raise ValueError(f"{path!r} keys its weights by {meta.get('keys')!r}, which a "
-                             f"{cls.__name__} does not; the file is damaged.")
-        keys, prefix = variable_keys(model), "weights"
+        if meta.get("keys") == "path":
+            if not keyed_by_path(model):
+                raise ValueError(f"{path!r} keys its weights by path, which a {cls.__name__} "
+                                 "does not; the file is damaged.")
+            keys = variable_keys(model)
+        else:                                              # by position (older files)
+            keys = [f"{i:04d}" for i in range(len(model.weights))]
+        prefix = "weights"
     else:                                                  # version 1: w0000, w0001, ...
         n = meta.get("n_weights")
         if n != len(model.weights):

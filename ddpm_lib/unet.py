@@ -84,10 +84,13 @@ class DoubleConv(layers.Layer):
         mid_channels = mid_channels or out_channels
         self.out_channels, self.residual = out_channels, residual
         p = self.dtype_policy
-        self.conv1 = layers.Conv2D(mid_channels, 3, padding="same", use_bias=False, dtype=p)
-        self.norm1 = layers.GroupNormalization(groups=1, dtype=p)
-        self.conv2 = layers.Conv2D(out_channels, 3, padding="same", use_bias=False, dtype=p)
-        self.norm2 = layers.GroupNormalization(groups=1, dtype=p)
+        self.conv1 = layers.Conv2D(mid_channels, 3, padding="same", use_bias=False, name="conv1", dtype=p)
+        self.norm1 = layers.GroupNormalization(groups=1, name="norm1", dtype=p)
+        self.conv2 = layers.Conv2D(out_channels, 3, padding="same", use_bias=False, name="conv2", dtype=p)
+        self.norm2 = layers.GroupNormalization(groups=1, name="norm2", dtype=p)
+
+    def build(self, x_shape):
+        pass               # the sublayers build on their first call, inside this layer's name scope
 
     def call(self, x):
         h = self.norm2(self.conv2(_gelu(self.norm1(self.conv1(x)))))
@@ -101,11 +104,14 @@ class SelfAttention(layers.Layer):
         super().__init__(**kwargs)
         p = self.dtype_policy
         self.channels = channels
-        self.ln = layers.LayerNormalization(dtype=p)
-        self.mha = layers.MultiHeadAttention(heads, key_dim or channels, dtype=p)
-        self.ff_ln = layers.LayerNormalization(dtype=p)
-        self.ff1 = layers.Dense(channels, dtype=p)
-        self.ff2 = layers.Dense(channels, dtype=p)
+        self.ln = layers.LayerNormalization(name="ln", dtype=p)
+        self.mha = layers.MultiHeadAttention(heads, key_dim or channels, name="mha", dtype=p)
+        self.ff_ln = layers.LayerNormalization(name="ff_ln", dtype=p)
+        self.ff1 = layers.Dense(channels, name="ff1", dtype=p)
+        self.ff2 = layers.Dense(channels, name="ff2", dtype=p)
+
+    def build(self, x_shape):
+        pass
 
     def call(self, x):
         shape = tf.shape(x)
@@ -121,7 +127,10 @@ class _TimeInjection(layers.Layer):
 
     def __init__(self, channels, **kwargs):
         super().__init__(**kwargs)
-        self.dense = layers.Dense(channels, dtype=self.dtype_policy)
+        self.dense = layers.Dense(channels, name="dense", dtype=self.dtype_policy)
+
+    def build(self, x_shape, t_emb_shape=None):
+        pass
 
     def call(self, x, t_emb):
         return x + self.dense(tf.nn.silu(t_emb))[:, None, None, :]
@@ -133,10 +142,13 @@ class Down(layers.Layer):
     def __init__(self, in_channels, out_channels, **kwargs):
         super().__init__(**kwargs)
         p = self.dtype_policy
-        self.pool = layers.MaxPooling2D(2, dtype=p)
-        self.conv1 = DoubleConv(in_channels, residual=True, dtype=p)
-        self.conv2 = DoubleConv(out_channels, dtype=p)
-        self.time = _TimeInjection(out_channels, dtype=p)
+        self.pool = layers.MaxPooling2D(2, name="pool", dtype=p)
+        self.conv1 = DoubleConv(in_channels, residual=True, name="conv1", dtype=p)
+        self.conv2 = DoubleConv(out_channels, name="conv2", dtype=p)
+        self.time = _TimeInjection(out_channels, name="time", dtype=p)
+
+    def build(self, x_shape, t_emb_shape=None):
+        pass
 
     def call(self, x, t_emb):
         return self.time(self.conv2(self.conv1(self.pool(x))), t_emb)
@@ -148,10 +160,13 @@ class Up(layers.Layer):
     def __init__(self, in_channels, out_channels, **kwargs):
         super().__init__(**kwargs)
         p = self.dtype_policy
-        self.up = layers.UpSampling2D(2, interpolation="bilinear", dtype=p)
-        self.conv1 = DoubleConv(in_channels, residual=True, dtype=p)
-        self.conv2 = DoubleConv(out_channels, in_channels // 2, dtype=p)
-        self.time = _TimeInjection(out_channels, dtype=p)
+        self.up = layers.UpSampling2D(2, interpolation="bilinear", name="up", dtype=p)
+        self.conv1 = DoubleConv(in_channels, residual=True, name="conv1", dtype=p)
+        self.conv2 = DoubleConv(out_channels, in_channels // 2, name="conv2", dtype=p)
+        self.time = _TimeInjection(out_channels, name="time", dtype=p)
+
+    def build(self, x_shape, skip_shape=None, t_emb_shape=None):
+        pass
 
     def call(self, x, skip, t_emb):
         x = tf.concat([skip, self.up(x)], axis=-1)
@@ -188,20 +203,20 @@ class UNet(keras.Model):
         self.time_dim, self.attention, self.heads = int(time_dim), attention, int(heads)
         c, p = self.base_channels, self.dtype_policy
 
-        def attn(ch):
-            return SelfAttention(ch, heads, self._key_dim(ch), dtype=p)
+        def attn(ch, name):
+            return SelfAttention(ch, heads, self._key_dim(ch), name=name, dtype=p)
 
-        self.inc = DoubleConv(c, dtype=p)
-        self.down1, self.sa1 = Down(c, 2 * c, dtype=p), attn(2 * c)
-        self.down2, self.sa2 = Down(2 * c, 4 * c, dtype=p), attn(4 * c)
-        self.down3 = Down(4 * c, 4 * c, dtype=p)
-        self.bot1 = DoubleConv(8 * c, dtype=p)
-        self.bot2 = layers.MultiHeadAttention(heads, self._key_dim(8 * c), dtype=p)
-        self.bot3 = DoubleConv(4 * c, dtype=p)
-        self.up1, self.sa3 = Up(8 * c, 2 * c, dtype=p), attn(2 * c)
-        self.up2, self.sa4 = Up(4 * c, c, dtype=p), attn(c)
-        self.up3 = Up(2 * c, c, dtype=p)
-        self.outc = layers.Conv2D(self.image_channels, 1, dtype="float32")
+        self.inc = DoubleConv(c, name="inc", dtype=p)
+        self.down1, self.sa1 = Down(c, 2 * c, name="down1", dtype=p), attn(2 * c, "sa1")
+        self.down2, self.sa2 = Down(2 * c, 4 * c, name="down2", dtype=p), attn(4 * c, "sa2")
+        self.down3 = Down(4 * c, 4 * c, name="down3", dtype=p)
+        self.bot1 = DoubleConv(8 * c, name="bot1", dtype=p)
+        self.bot2 = layers.MultiHeadAttention(heads, self._key_dim(8 * c), name="bot2", dtype=p)
+        self.bot3 = DoubleConv(4 * c, name="bot3", dtype=p)
+        self.up1, self.sa3 = Up(8 * c, 2 * c, name="up1", dtype=p), attn(2 * c, "sa3")
+        self.up2, self.sa4 = Up(4 * c, c, name="up2", dtype=p), attn(c, "sa4")
+        self.up3 = Up(2 * c, c, name="up3", dtype=p)
+        self.outc = layers.Conv2D(self.image_channels, 1, name="outc", dtype="float32")
 
     def _key_dim(self, channels):
         return channels if self.attention == "seed" else max(1, channels // self.heads)

@@ -149,10 +149,9 @@ def tiny_ho(seed=0, **kwargs):
 
 
 def test_hounet_weights_are_keyed_by_their_paths(tiny_eps_cls, tiny_unet):
-    # tiny_unet: a seed UNet built earlier in the process leaves Keras name scopes open, which
-    # then prefix later variables' paths ("u_net/down/.../ho_unet/conv_in/kernel"); keys start
-    # after the model's own name.
+    # tiny_unet: a seed UNet built earlier in the process must not change a later model's paths.
     a, b = tiny_ho().build_for(), tiny_ho(name="other").build_for()
+    assert a.weights[0].path == f"{a.name}/temb_dense0/kernel"
     keys = ck.variable_keys(a)
     assert keys == [v.path.split(f"{a.name}/", 1)[1] for v in a.weights] == ck.variable_keys(b)
     assert keys[:2] == ["temb_dense0/kernel", "temb_dense0/bias"] and "conv_out/bias" in keys
@@ -162,12 +161,15 @@ def test_hounet_weights_are_keyed_by_their_paths(tiny_eps_cls, tiny_unet):
     assert ck.variable_keys(eps) == ["0000", "0001", "0002", "0003", "0004", "0005"]
 
 
-def test_unet_paths_change_from_model_to_model(tiny_unet_factory):
-    """Why the seed UNet is keyed by position: its Keras paths depend on what was built before."""
+def test_unet_weights_are_keyed_by_their_paths(tiny_unet_factory):
+    """The seed UNet names every layer, so its keys are the same in every model a process builds."""
     a, b = tiny_unet_factory(seed=0), tiny_unet_factory(seed=0)
-    rel = [[v.path.split("/", 1)[1] for v in m.weights] for m in (a, b)]
-    assert rel[0] != rel[1]
-    assert ck.variable_keys(a) == ck.variable_keys(b) == [f"{i:04d}" for i in range(len(a.weights))]
+    keys = ck.variable_keys(a)
+    assert keys == ck.variable_keys(b) == [v.path.split("/", 1)[1] for v in b.weights]
+    assert keys[:2] == ["inc/conv1/kernel", "inc/norm1/gamma"] and keys[-1] == "outc/bias"
+    assert {"down1/conv1/conv1/kernel", "sa1/mha/query/kernel", "bot2/key/kernel",
+            "up3/time/dense/bias"} <= set(keys)
+    assert len(set(keys)) == len(keys) == len(a.weights)
 
 
 @pytest.mark.parametrize("mixed", [None, "mixed_float16"])
@@ -201,8 +203,8 @@ def test_export_load_round_trip_float16(tiny_unet, exported):
     data = read_npz(p16)
     meta = data["meta"]
     assert meta["format"] == "ddpm_lib.weights/2" and meta["extra"] == {"note": "test"}
-    assert meta["model_class"] == "UNet" and meta["keys"] == "position" and meta["timesteps"] == 100
-    assert sorted(k for k in data if k != "meta") == [f"weights/{i:04d}" for i in range(len(tiny_unet.weights))]
+    assert meta["model_class"] == "UNet" and meta["keys"] == "path" and meta["timesteps"] == 100
+    assert sorted(k for k in data if k != "meta") == sorted(f"weights/{k}" for k in ck.variable_keys(tiny_unet))
     assert all(data[k].dtype == np.float16 for k in data if k != "meta")
     model, sched = load_weights(p16)
     assert type(model).__name__ == "UNet" and model.get_config()["base_channels"] == 8
@@ -263,6 +265,19 @@ def test_version_1_weights_still_load(make, tiny_unet, exported, tmp_path):
         np.testing.assert_array_equal(x, y)
 
 
+def test_position_keyed_version_2_unet_files_still_load(tiny_unet, tmp_path):
+    """UNet files of version 2 written before the UNet named its layers were keyed by position."""
+    path = export_weights(tiny_unet, cosine_schedule(100), tmp_path / "w.npz", dtype="float32")
+    data = read_npz(path)
+    keys = ck.variable_keys(tiny_unet)
+    arrays = {f"weights/{i:04d}": data[f"weights/{k}"] for i, k in enumerate(keys)}
+    arrays["meta"] = np.array(json.dumps(dict(data["meta"], keys="position")))
+    np.savez(tmp_path / "old.npz", **arrays)
+    model, _ = load_weights(tmp_path / "old.npz")
+    for w, ref in zip(model.get_weights(), tiny_unet.get_weights()):
+        np.testing.assert_array_equal(w, ref)
+
+
 def test_the_shipped_reference_file_loads_as_stored():
     """The shipped weights stay in version 1 (by position): loading gives exactly its arrays."""
     from importlib import resources
@@ -308,10 +323,10 @@ def test_load_weights_mismatched_config(exported, tmp_path):
     with pytest.raises(ValueError, match="not a ddpm_lib UNet or HoUNet weights file"):
         load_weights(rewrite(p16, tmp_path / "d.npz", not_weights))
 
-    def by_path(data, meta):
-        meta["keys"] = "path"
-    with pytest.raises(ValueError, match="keys its weights by 'path', which a UNet does not"):
-        load_weights(rewrite(p16, tmp_path / "e.npz", by_path))
+    def by_position(data, meta):                  # a damaged file: path keys, meta says position
+        meta["keys"] = "position"
+    with pytest.raises(ValueError, match="has no array 'weights/0000'"):
+        load_weights(rewrite(p16, tmp_path / "e.npz", by_position))
 
 
 def test_load_weights_version_1_count(tiny_unet, tmp_path):
@@ -327,13 +342,13 @@ def test_load_weights_missing_or_bad_arrays(exported, tmp_path):
     _, p16, _ = exported
 
     def drop(data, meta):
-        del data["weights/0003"]
-    with pytest.raises(ValueError, match="has no array 'weights/0003'"):
+        del data["weights/inc/norm2/beta"]
+    with pytest.raises(ValueError, match="has no array 'weights/inc/norm2/beta'"):
         load_weights(rewrite(p16, tmp_path / "a.npz", drop))
 
     def poison(data, meta):
-        data["weights/0000"] = data["weights/0000"].copy()
-        data["weights/0000"].flat[0] = np.nan
+        data["weights/inc/conv1/kernel"] = data["weights/inc/conv1/kernel"].copy()
+        data["weights/inc/conv1/kernel"].flat[0] = np.nan
     with pytest.raises(ValueError, match="non-finite"):
         load_weights(rewrite(p16, tmp_path / "b.npz", poison))
 
@@ -404,10 +419,11 @@ def write_checkpoint_v1(trainer, path):
     return str(path)
 
 
-@pytest.mark.parametrize("make", ["ho", "tiny"])
-def test_version_1_checkpoints_still_restore(make, tmp_path, tiny_eps_cls):
+@pytest.mark.parametrize("make", ["ho", "unet", "tiny"])
+def test_version_1_checkpoints_still_restore(make, tmp_path, tiny_eps_cls, tiny_unet_factory):
     def trainer(seed):
-        model = tiny_ho(seed) if make == "ho" else tiny_eps_cls()
+        model = {"ho": lambda: tiny_ho(seed), "unet": lambda: tiny_unet_factory(seed=seed),
+                 "tiny": tiny_eps_cls}[make]()
         return Trainer(model, linear_schedule(20), batch_size=2, verbose=False,
                        checkpoint_dir=str(tmp_path))
     old = trainer(0)

@@ -75,7 +75,7 @@ def test_train_resumes(trained):
     assert [s for s, _ in ck.list_checkpoints(d)] == [3, 5]
     meta = ck.read_npz(ck.latest_checkpoint(d))["meta"]
     assert meta["step"] == 5 and [h["step"] for h in meta["history"]] == [1, 2, 3, 4, 5]
-    assert meta["format"] == "ddpm_lib.checkpoint/2" and meta["keys"] == "position"   # seed UNet
+    assert meta["format"] == "ddpm_lib.checkpoint/2" and meta["keys"] == "path"   # the seed UNet names its layers too
     assert not [f for f in os.listdir(d) if f.endswith(".tmp")]
 
 
