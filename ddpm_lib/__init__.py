@@ -8,7 +8,12 @@ The companion library of the DDPM book. One module per concept:
     unet        eps_theta(x_t, t): the seed post's UNet
     ho_unet     eps_theta(x_t, t): Ho et al.'s UNet (the reference model's network)
     trainer     Algorithm 1 with AdamW, EMA, atomic checkpoints and exact resume
-    sampler     Algorithm 2 (DDPM, also respaced) and DDIM: single steps, loops, compiled sample()
+    sampler     Algorithm 2 (DDPM, also respaced), DDIM and DPM-Solver++(2M): single steps, loops,
+                compiled sample()
+    parameterization  what the network predicts: eps, x_0, v or the score, and the conversions
+    mixture     a Gaussian mixture with exact noised marginals, score and eps* (2-D toy data)
+    sde         the VP SDE, its reverse SDE and probability-flow ODE, integrators, Langevin dynamics
+    mlp         eps_theta(x_t, t) for points: a small MLP
     data        Fashion-MNIST/MNIST/CIFAR-10 loaders and the tf.data pipeline
     viz         grids, the noising strip, the reverse-process GIF, schedule plots
     checkpoint  atomic .npz files, exported weights
@@ -22,11 +27,11 @@ from .schedule import Schedule, linear_schedule, cosine_schedule
 from .unet import UNet
 from .ho_unet import HoUNet
 from .trainer import Trainer
-from .sampler import sample, ddpm_step, ddim_step
+from .sampler import sample, ddpm_step, ddim_step, dpm_solver_step
 from .checkpoint import load_weights
 from .reference import load_reference
 
 __version__ = "0.1.0"
 __all__ = ["Schedule", "linear_schedule", "cosine_schedule", "UNet", "HoUNet", "Trainer", "sample",
-           "ddpm_step", "ddim_step", "load_weights",
+           "ddpm_step", "ddim_step", "dpm_solver_step", "load_weights",
            "load_reference"]

@@ -112,7 +112,7 @@ def _sample_parser(sub):
     src.add_argument("--checkpoint-dir", help="use the EMA weights of the newest checkpoint")
     src.add_argument("--reference", action="store_true", help="the reference model shipped with ddpm_lib")
     p.add_argument("--n", type=int, default=64, help="number of images")
-    p.add_argument("--method", default="ddpm", choices=["ddpm", "ddim"])
+    p.add_argument("--method", default="ddpm", choices=["ddpm", "ddim", "dpm_solver"])
     p.add_argument("--steps", type=int, default=None,
                    help="model calls (default: all T); DDPM with fewer steps is respaced")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM's stochasticity, >= 0 (0)")

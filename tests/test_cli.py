@@ -161,6 +161,20 @@ def test_sample_clip_x0_matches_the_library(trained, python_runner, tmp_path):
     assert np.mean(got != to_uint8(plain.numpy())) > 0.05      # and the flag did change the images
 
 
+def test_sample_dpm_solver_matches_the_library(trained, tmp_path, capsys):
+    """`sample --method dpm_solver` (in process) stores the images of sample(method="dpm_solver")."""
+    from ddpm_lib.data import to_uint8
+    from ddpm_lib.sampler import sample
+    d, _, _ = trained
+    weights, out = tmp_path / "w.npz", tmp_path / "x.npz"
+    assert main(["export", "--checkpoint-dir", str(d), "--out", str(weights), "--dtype", "float32"]) == 0
+    assert main(["sample", "--weights", str(weights), "--n", "2", "--method", "dpm_solver",
+                 "--steps", "3", "--out", str(out)]) == 0
+    model, schedule = load_weights(weights)
+    ref = sample(model, schedule, (2, 32, 32, 1), method="dpm_solver", steps=3, seed=0)
+    np.testing.assert_array_equal(ck.read_npz(out)["images"], to_uint8(ref.numpy()))
+
+
 def test_corrupt_newest_checkpoint_is_skipped_with_one_warning(trained, tmp_path, capsys):
     import shutil
     d = tmp_path / "run"
