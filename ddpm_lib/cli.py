@@ -394,6 +394,8 @@ def cmd_train(args):
             raise UsageError(f"--init-weights {args.init_weights!r}: {e}") from None
         how = (f"warm-started from {args.init_weights} (EMA weights of step {start}; the "
                "optimizer starts afresh)")
+        cfg["warm_start"] = {"file": os.path.basename(args.init_weights), "step": start}
+        atomic_write_json(cfg_path, cfg)           # the run's record says how it began
     else:
         how = "starting from scratch"
     print(f"{how}; {len(images)} training images; model {trainer.model.count_params():,} parameters",

@@ -370,8 +370,8 @@ class Trainer:
         """Start from exported weights when a run's checkpoints are lost; returns the step.
 
         The network and its EMA both take the weights of ``path`` (a file of :meth:`export`),
-        and the step count (hence the data order and the draws of t and eps) continues from
-        the step they were exported at. The optimizer starts afresh, so its learning-rate
+        and the step count (hence the data order and the draws of t and eps) and the history
+        continue from the step they were exported at. The optimizer starts afresh, so its learning-rate
         warm-up and the EMA's decay warm-up run again: this is *not* an exact resume (use
         :meth:`restore` whenever a checkpoint exists). Only a Trainer at step 0 can be warm-started.
         """
@@ -396,12 +396,14 @@ class Trainer:
         self.model.set_weights(weights)
         self.ema_model.set_weights(weights)
         self.step = int(extra["step"])
+        self.history = list(extra.get("history", []))
         return self.step
 
     def export(self, path, dtype="float16"):
         """Save the EMA weights for sampling (``ddpm_lib.checkpoint.load_weights`` reads them)."""
         return ckpt_io.export_weights(self.ema_model, self.schedule, path, dtype=dtype,
-                                      extra={"step": self.step, "hparams": self.hparams})
+                                      extra={"step": self.step, "hparams": self.hparams,
+                                             "history": self.history})
 
 
 def _arch(config):

@@ -18,7 +18,7 @@ def ref():
 
 @pytest.fixture(scope="module")
 def summary():
-    path = resources.files("ddpm_lib") / "assets" / "reference" / "training_summary.json"
+    path = resources.files("ddpm_lib") / "assets" / "reference" / "fashion_mnist_unet32.json"
     return json.loads(path.read_text())
 
 

@@ -131,7 +131,8 @@ def test_warm_start_continues_from_exported_weights(run_a, tiny_unet_factory, im
         np.testing.assert_array_equal(v, ema)
     assert int(tr.optimizer.iterations.numpy()) == 0
     tr.fit(images, 2, log_every=1)
-    assert [h["step"] for h in tr.history] == [STEPS_A + 1, STEPS_A + 2]
+    assert [h["step"] for h in tr.history] == list(range(1, STEPS_A + 3))     # the history goes on
+    assert tr.history[:STEPS_A] == a.history[:STEPS_A]
     with pytest.raises(ValueError, match="step 0; this one is at step 50"):
         tr.warm_start(str(path))
     other = Trainer(tiny_unet_factory(seed=1), schedule, checkpoint_dir=None, **dict(CFG, batch_size=8))

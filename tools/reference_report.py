@@ -1,9 +1,11 @@
 """Summarize a `python -m ddpm_lib train` run for the model card.
 
-    python tools/reference_report.py --checkpoint-dir runs/reference
+    python tools/reference_report.py --checkpoint-dir runs/ho-reference --name fashion_mnist_ho_unet
 
 Reads the newest checkpoint's history and the run's train_config.json; writes the loss curve
-(book/images/reference_loss.png) and ddpm_lib/assets/reference/training_summary.json.
+(book/images/<name>_loss.png) and ddpm_lib/assets/reference/<name>.json, beside the weights
+file <name>.npz. A warm start (``train --init-weights``) is recorded in train_config.json and so
+in the summary; the history goes on across it.
 """
 import argparse
 import json
@@ -21,6 +23,7 @@ ROOT = os.path.dirname(HERE)
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--checkpoint-dir", required=True)
+    p.add_argument("--name", required=True, help="the weights file's name without .npz")
     p.add_argument("--hardware", default=None, help="describe the machine (default: this CPU)")
     args = p.parse_args()
     path = latest_checkpoint(args.checkpoint_dir)
@@ -46,7 +49,7 @@ def main():
                "epochs": meta["step"] * cfg["batch_size"] / train_images,
                "wall_time_s": wall, "hardware": args.hardware or f"{cpu}, {os.cpu_count()} cores, no GPU",
                "config": cfg, "final": hist[-1]}
-    with open(os.path.join(ROOT, "ddpm_lib", "assets", "reference", "training_summary.json"), "w") as f:
+    with open(os.path.join(ROOT, "ddpm_lib", "assets", "reference", f"{args.name}.json"), "w") as f:
         json.dump(summary, f, indent=1)
     import matplotlib
     matplotlib.use("Agg")
@@ -66,7 +69,7 @@ def main():
     ax.legend()
     fig.tight_layout()
     os.makedirs(os.path.join(ROOT, "book", "images"), exist_ok=True)
-    fig.savefig(os.path.join(ROOT, "book", "images", "reference_loss.png"), dpi=120)
+    fig.savefig(os.path.join(ROOT, "book", "images", f"{args.name}_loss.png"), dpi=120)
     print(json.dumps({k: summary[k] for k in ("step", "epochs", "wall_time_s", "final")}, indent=1))
 
 
