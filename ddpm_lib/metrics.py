@@ -19,7 +19,7 @@ import keras
 from keras import layers
 
 __all__ = ["build_classifier", "train_classifier", "load_classifier", "features", "predict_classes",
-           "fid", "kid", "class_histogram", "load_heldout_features", "CLASSIFIER_FILE",
+           "fid", "kid", "class_histogram", "load_heldout_features", "heldout_halves", "CLASSIFIER_FILE",
            "HELDOUT_FILE"]
 
 CLASSIFIER_FILE = "fashion_mnist_classifier.npz"
@@ -79,6 +79,24 @@ def load_heldout_features():
     with resources.as_file(ref) as path:
         data = read_npz(path)
     return data["features"].astype(np.float64), data["labels"]
+
+
+def heldout_halves(seed=0):
+    """The held-out features split into halves A and B, 500 images of every class in each.
+
+    B (5,000 features, in class order) is the real side every sample set is compared with; A is
+    shuffled, so its first N features are a random draw of N real images: FID(A[:N], B) is the
+    real-vs-real floor at N (the evaluation chapter). Returns ``(feats_a, feats_b)``.
+    """
+    feats, labels = load_heldout_features()
+    rng = np.random.default_rng(seed)
+    idx_a, idx_b = [], []
+    for c in range(10):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        idx_a.append(idx[:500])
+        idx_b.append(idx[500:1000])
+    idx_a = rng.permutation(np.concatenate(idx_a))
+    return feats[idx_a], feats[np.concatenate(idx_b)]
 
 
 def _feature_model(classifier):

@@ -1,0 +1,30 @@
+"""ddpm_lib.metrics: the held-out halves that every FID of the book compares with."""
+from collections import Counter
+
+import numpy as np
+
+from ddpm_lib import metrics
+
+
+def row_bytes(f):
+    return [r.tobytes() for r in f]
+
+
+def test_heldout_halves_split_every_class_in_two():
+    feats, labels = metrics.load_heldout_features()
+    a, b = metrics.heldout_halves()
+    assert a.shape == b.shape == (5000, feats.shape[1])
+    row = {f.tobytes(): c for f, c in zip(feats, labels)}
+    classes_a = np.array([row[f.tobytes()] for f in a])
+    classes_b = np.array([row[f.tobytes()] for f in b])
+    assert np.all(np.bincount(classes_a, minlength=10) == 500)
+    assert np.all(np.bincount(classes_b, minlength=10) == 500)
+    # disjoint: no held-out image is used twice (a few images share their features, so count)
+    used, available = Counter(f.tobytes() for f in np.concatenate([a, b])), Counter(row_bytes(feats))
+    assert all(available[k] >= n for k, n in used.items())
+    assert np.any(classes_a[:100] != np.sort(classes_a[:100]))                # A is shuffled
+    a2, b2 = metrics.heldout_halves()
+    np.testing.assert_array_equal(a, a2)
+    np.testing.assert_array_equal(b, b2)
+    # the floor at N = 1000, as the evaluation chapter measured it
+    assert 0.5 < metrics.fid(a[:1000], b) < 5
