@@ -15,8 +15,8 @@ estimates E[eps | x_t], and Tweedie's formula gives grad log q(x_t) = -E[eps | x
 Every function takes ``(schedule, x_t, t, value)`` like the :class:`~ddpm_lib.schedule.Schedule`
 methods: float32 tensors of any rank with a leading batch axis (points ``(batch, d)`` or images
 ``(batch, H, W, C)``), ``t`` a code index (scalar or ``(batch,)``; code t = paper t - 1), and the
-float64 coefficients of the schedule read with ``extract``. Each conversion is a single
-``a * x_t + b * value`` (or ``b * value``) in float32.
+float64 coefficients of the schedule read with ``extract``. Each conversion is one line of
+float32 arithmetic: ``a * x_t + b * value``, ``b * value``, or (``x0_to_eps``) ``(a * x_t - value) / b``.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ PARAMETERIZATIONS = ("eps", "x0", "v", "score")
 
 def eps_to_x0(schedule, x_t, t, eps):
     """x_0 from x_t and the noise: x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)."""
-    t, x_t, eps = schedule._prepare(t, x_t, eps, names=("x_t", "eps"))
+    t, x_t, eps = schedule.check_inputs(t, x_t, eps, names=("x_t", "eps"))
     nd = x_t.shape.rank
     return (extract(schedule.sqrt_recip_alpha_bars, t, nd) * x_t
             - extract(schedule.sqrt_recipm1_alpha_bars, t, nd) * eps)
@@ -41,7 +41,7 @@ def x0_to_eps(schedule, x_t, t, x0):
 
     eps = (x_t / sqrt(alpha_bar_t) - x_0) / sqrt(1 / alpha_bar_t - 1)
     """
-    t, x_t, x0 = schedule._prepare(t, x_t, x0, names=("x_t", "x0"))
+    t, x_t, x0 = schedule.check_inputs(t, x_t, x0, names=("x_t", "x0"))
     nd = x_t.shape.rank
     return ((extract(schedule.sqrt_recip_alpha_bars, t, nd) * x_t - x0)
             / extract(schedule.sqrt_recipm1_alpha_bars, t, nd))
@@ -50,7 +50,7 @@ def x0_to_eps(schedule, x_t, t, x0):
 def eps_to_v(schedule, x_t, t, eps):
     """v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x_0 with x_0 from eq. (4):
     v = eps / sqrt(alpha_bar) - sqrt(1 / alpha_bar - 1) x_t."""
-    t, x_t, eps = schedule._prepare(t, x_t, eps, names=("x_t", "eps"))
+    t, x_t, eps = schedule.check_inputs(t, x_t, eps, names=("x_t", "eps"))
     nd = x_t.shape.rank
     return (extract(schedule.sqrt_recip_alpha_bars, t, nd) * eps
             - extract(schedule.sqrt_recipm1_alpha_bars, t, nd) * x_t)
@@ -58,7 +58,7 @@ def eps_to_v(schedule, x_t, t, eps):
 
 def v_to_eps(schedule, x_t, t, v):
     """The inverse of ``eps_to_v``: eps = sqrt(1 - alpha_bar) x_t + sqrt(alpha_bar) v."""
-    t, x_t, v = schedule._prepare(t, x_t, v, names=("x_t", "v"))
+    t, x_t, v = schedule.check_inputs(t, x_t, v, names=("x_t", "v"))
     nd = x_t.shape.rank
     return (extract(schedule.sqrt_one_minus_alpha_bars, t, nd) * x_t
             + extract(schedule.sqrt_alpha_bars, t, nd) * v)
@@ -67,7 +67,7 @@ def v_to_eps(schedule, x_t, t, v):
 def v_to_x0(schedule, x_t, t, v):
     """x_0 = sqrt(alpha_bar) x_t - sqrt(1 - alpha_bar) v (Salimans & Ho 2022): (x_0, eps)
     is (x_t, v) turned by the angle phi with cos(phi) = sqrt(alpha_bar), so no coefficient exceeds 1."""
-    t, x_t, v = schedule._prepare(t, x_t, v, names=("x_t", "v"))
+    t, x_t, v = schedule.check_inputs(t, x_t, v, names=("x_t", "v"))
     nd = x_t.shape.rank
     return (extract(schedule.sqrt_alpha_bars, t, nd) * x_t
             - extract(schedule.sqrt_one_minus_alpha_bars, t, nd) * v)
@@ -75,13 +75,13 @@ def v_to_x0(schedule, x_t, t, v):
 
 def eps_to_score(schedule, x_t, t, eps):
     """score = -eps / sqrt(1 - alpha_bar_t): grad_x log q(x_t) when eps = E[eps | x_t] (Tweedie)."""
-    t, x_t, eps = schedule._prepare(t, x_t, eps, names=("x_t", "eps"))
+    t, x_t, eps = schedule.check_inputs(t, x_t, eps, names=("x_t", "eps"))
     return -eps / extract(schedule.sqrt_one_minus_alpha_bars, t, x_t.shape.rank)
 
 
 def score_to_eps(schedule, x_t, t, score):
     """eps = -sqrt(1 - alpha_bar_t) score, the inverse of ``eps_to_score``."""
-    t, x_t, score = schedule._prepare(t, x_t, score, names=("x_t", "score"))
+    t, x_t, score = schedule.check_inputs(t, x_t, score, names=("x_t", "score"))
     return -extract(schedule.sqrt_one_minus_alpha_bars, t, x_t.shape.rank) * score
 
 
@@ -98,7 +98,7 @@ def to_eps(schedule, x_t, t, value, source):
     """eps from the prediction ``value`` of kind ``source`` ("eps", "x0", "v" or "score")."""
     _check_name(source, "source")
     if source == "eps":
-        return schedule._prepare(t, x_t, value, names=("x_t", "value"))[2]
+        return schedule.check_inputs(t, x_t, value, names=("x_t", "value"))[2]
     return _TO_EPS[source](schedule, x_t, t, value)
 
 
@@ -106,7 +106,7 @@ def from_eps(schedule, x_t, t, eps, target):
     """The prediction of kind ``target`` ("eps", "x0", "v" or "score") from eps."""
     _check_name(target, "target")
     if target == "eps":
-        return schedule._prepare(t, x_t, eps, names=("x_t", "eps"))[2]
+        return schedule.check_inputs(t, x_t, eps, names=("x_t", "eps"))[2]
     return _FROM_EPS[target](schedule, x_t, t, eps)
 
 

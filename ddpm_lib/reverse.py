@@ -19,7 +19,7 @@ def p_mean(schedule, x_t, t, eps):
 
     mu_theta = 1 / sqrt(alpha_t) * (x_t - beta_t / sqrt(1 - alpha_bar_t) * eps_theta(x_t, t))
     """
-    t, x_t, eps = schedule._prepare(t, x_t, eps, names=("x_t", "eps"))
+    t, x_t, eps = schedule.check_inputs(t, x_t, eps, names=("x_t", "eps"))
     nd = x_t.shape.rank
     return extract(schedule.sqrt_recip_alphas, t, nd) * (x_t - extract(schedule.eps_coef, t, nd) * eps)
 

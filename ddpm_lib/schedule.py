@@ -88,8 +88,15 @@ class Schedule:
         return (f"Schedule(T={self.timesteps}, beta_1={self.betas[0]:.3g}, "
                 f"beta_T={self.betas[-1]:.3g}, alpha_bar_T={self.alpha_bars[-1]:.3g})")
 
-    # ------------------------------------------------------------------ helpers
-    def _prepare(self, t, *arrays, names):
+    # --------------------------------------------------------------- input checks
+    def check_inputs(self, t, *arrays, names):
+        """Check a time index and same-shaped float arrays with a batch axis; return them as tensors.
+
+        ``arrays`` are converted to float32 tensors (named ``names`` in errors) that must share
+        one shape with a leading batch axis; ``t`` must be a code index in [0, T) (a scalar or one
+        per batch entry). Returns ``(t, *arrays)``. Every method of this class and every
+        conversion of ``ddpm_lib.parameterization`` starts with it.
+        """
         xs = [validate.float_tensor(a, n) for a, n in zip(arrays, names)]
         ref = xs[0]
         validate.same_shape(names[0], ref, **dict(zip(names[1:], xs[1:])))
@@ -102,14 +109,14 @@ class Schedule:
     # --------------------------------------------------------- forward process
     def q_mean_variance(self, x0, t):
         """Mean and variance of q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I), eq. (4)."""
-        t, x0 = self._prepare(t, x0, names=("x0",))
+        t, x0 = self.check_inputs(t, x0, names=("x0",))
         nd = x0.shape.rank
         mean = extract(self.sqrt_alpha_bars, t, nd) * x0
         return mean, extract(self.one_minus_alpha_bars, t, nd)
 
     def q_sample(self, x0, t, noise):
         """Sample x_t ~ q(x_t | x_0): x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, eq. (4)."""
-        t, x0, noise = self._prepare(t, x0, noise, names=("x0", "noise"))
+        t, x0, noise = self.check_inputs(t, x0, noise, names=("x0", "noise"))
         nd = x0.shape.rank
         return (extract(self.sqrt_alpha_bars, t, nd) * x0
                 + extract(self.sqrt_one_minus_alpha_bars, t, nd) * noise)
@@ -141,7 +148,7 @@ class Schedule:
         beta_tilde = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t.
         The variance is returned with shape ``(batch, 1, ..., 1)``.
         """
-        t, x0, x_t = self._prepare(t, x0, x_t, names=("x0", "x_t"))
+        t, x0, x_t = self.check_inputs(t, x0, x_t, names=("x0", "x_t"))
         nd = x0.shape.rank
         mean = (extract(self.posterior_mean_coef1, t, nd) * x0
                 + extract(self.posterior_mean_coef2, t, nd) * x_t)
