@@ -1,6 +1,7 @@
 """Command line: ``python -m ddpm_lib train|sample|export ...`` (also installed as ``ddpm``).
 
     python -m ddpm_lib train --data fashion_mnist --checkpoint-dir runs/fmnist --steps 20000
+    python -m ddpm_lib train --conditional --init-weights uncond.npz --checkpoint-dir runs/cond ...
     python -m ddpm_lib sample --checkpoint-dir runs/fmnist --n 64 --method ddim --steps 50 --out grid.png
     python -m ddpm_lib export --checkpoint-dir runs/fmnist --out weights.npz
 
@@ -85,6 +86,12 @@ def _train_parser(sub):
     g.add_argument("--attn-resolutions", type=_int_list, default=[16], help="sizes with attention (16)")
     g.add_argument("--dropout", type=float, default=0.0)
     g.add_argument("--groups", type=int, default=8, help="GroupNorm groups (8)")
+    g.add_argument("--conditional", action="store_true",
+                   help="class-conditional network (HoUNet(num_classes=K), K from the labels) "
+                        "trained for classifier-free guidance (Ho & Salimans, 2022)")
+    g.add_argument("--p-uncond", type=float, default=0.1,
+                   help="with --conditional: probability that a label is dropped to the null "
+                        "class during training (0.1)")
     g = p.add_argument_group("--arch seed")
     g.add_argument("--attention", default="seed", choices=["seed", "origin"])
     g.add_argument("--time-dim", type=int, default=256)
@@ -100,7 +107,9 @@ def _train_parser(sub):
     p.add_argument("--init-weights",
                    help="only when --checkpoint-dir has no checkpoint: warm-start from these "
                         "exported weights (`export --dtype float32`) of the same run, continuing "
-                        "its step count with a fresh optimizer; not an exact resume")
+                        "its step count with a fresh optimizer; not an exact resume. With "
+                        "--conditional and the weights of an *unconditional* model of the same "
+                        "architecture: fine-tune from them (class embedding zero, step 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _common(p)
 
@@ -212,6 +221,9 @@ def _check_train_args(args):
     _check_number(args.grad_clip, "--grad-clip", low=0)
     _check_number(args.ema_decay, "--ema-decay", low=0, high=1)
     _check_number(args.dropout, "--dropout", low=0, high=1)
+    _check_number(args.p_uncond, "--p-uncond", low=0, high=1)
+    if args.conditional and args.arch != "ho":
+        raise UsageError(f"--conditional needs --arch ho (HoUNet); got --arch {args.arch}.")
     if args.data == "npz" and not args.data_npz:
         raise UsageError("--data npz needs --data-npz FILE (an .npz with uint8 'images').")
     if args.data != "npz" and args.data_npz:
@@ -247,7 +259,8 @@ def _check_export_args(args):
 
 # ------------------------------------------------------------------------------------ train
 def _read_npz_data(args):
-    """The images (and held-out images) of ``--data npz``; a UsageError for a bad file."""
+    """``(images, labels), (held-out images, labels)`` of ``--data npz`` (labels, held-out images
+    None when the file has no labels); a UsageError for a bad file."""
     import zipfile
     from . import data
     unreadable = (f"--data-npz {args.data_npz!r} is not a readable .npz file with uint8 'images'")
@@ -263,12 +276,11 @@ def _read_npz_data(args):
     except Exception as e:                    # a corrupt zip, ...
         raise UsageError(f"{unreadable} ({type(e).__name__}: {e}).") from None
     if labels is None:
-        return images, None
+        return (images, None), (None, None)
     try:
-        (x, _), (xt, _) = data.split_per_class(images, labels, args.test_per_class, args.split_seed)
+        return data.split_per_class(images, labels, args.test_per_class, args.split_seed)
     except ValueError as e:
         raise UsageError(f"--data-npz {args.data_npz!r}: {e} (see --test-per-class)") from None
-    return x, xt
 
 
 def _download(args):
@@ -276,14 +288,14 @@ def _download(args):
     loader = {"fashion_mnist": data.load_fashion_mnist, "mnist": data.load_mnist,
               "cifar10": data.load_cifar10}[args.data]
     try:
-        (x, _), (xt, _) = loader()
+        (x, y), (xt, yt) = loader()
     except Exception as e:       # Keras raises a bare Exception for a failed download
         reason = " ".join(str(e).split())
         raise UsageError(
             f"could not download {args.data} ({reason[:200]}); without internet use "
             "--data npz --data-npz FILE (a local .npz with uint8 'images') or --data sample "
             "(the 2,000 images shipped with ddpm_lib).") from None
-    return x, xt
+    return (x, y), (xt, yt)
 
 
 def _make_schedule(name, timesteps):
@@ -291,12 +303,18 @@ def _make_schedule(name, timesteps):
     return (linear_schedule if name == "linear" else cosine_schedule)(timesteps)
 
 
-def _run_config(args, channels):
-    """The run's configuration, as stored in train_config.json."""
+def _run_config(args, channels, num_classes=None):
+    """The run's configuration, as stored in train_config.json.
+
+    ``num_classes`` and ``p_uncond`` are None for an unconditional run (and absent from files
+    written before --conditional existed, which reads as None).
+    """
     if args.base_channels is None:
         args.base_channels = _DEFAULT_BASE_CHANNELS[args.arch]
     cfg = {k: getattr(args, k) for k in _RUN_KEYS + _NET_KEYS[args.arch]}
     cfg["channels"] = channels
+    cfg["num_classes"] = num_classes if args.conditional else None
+    cfg["p_uncond"] = args.p_uncond if args.conditional else None
     return cfg
 
 
@@ -313,7 +331,8 @@ def _model_from_config(cfg):
     return HoUNet(image_channels=cfg["channels"], image_size=cfg["image_size"],
                   base_channels=cfg["base_channels"], channel_mult=tuple(cfg["channel_mult"]),
                   num_res_blocks=cfg["num_res_blocks"], attn_resolutions=tuple(cfg["attn_resolutions"]),
-                  dropout=cfg["dropout"], groups=cfg["groups"], dtype=dtype)
+                  dropout=cfg["dropout"], groups=cfg["groups"], num_classes=cfg.get("num_classes"),
+                  dtype=dtype)
 
 
 def _check_run_config(cfg, size):
@@ -333,7 +352,8 @@ def _check_run_config(cfg, size):
 def _trainer_from_config(cfg, checkpoint_dir, verbose=True, checkpoint_every=1000, jit=False):
     from .trainer import Trainer
     model = _model_from_config(cfg)
-    return Trainer(model, _make_schedule(cfg["schedule"], cfg["timesteps"]),
+    conditional = {"p_uncond": cfg["p_uncond"]} if cfg.get("num_classes") else {}
+    return Trainer(model, _make_schedule(cfg["schedule"], cfg["timesteps"]), **conditional,
                    batch_size=cfg["batch_size"], learning_rate=cfg["lr"],
                    weight_decay=cfg["weight_decay"], warmup_steps=cfg["warmup"],
                    grad_clip=cfg["grad_clip"] or None, ema_decay=cfg["ema_decay"],
@@ -349,14 +369,20 @@ def _flag(key):
 def cmd_train(args):
     from .checkpoint import atomic_write_json, check_same_run
     _check_train_args(args)
-    images = val = None
+    images = labels = val = val_labels = None
+    num_classes = 10                           # every dataset but npz has 10 classes
     if args.data == "npz":
-        images, val = _read_npz_data(args)
+        (images, labels), (val, val_labels) = _read_npz_data(args)
         channels = 1 if images.ndim == 3 else int(images.shape[-1])
         size = max(images.shape[1:3])
+        if args.conditional:
+            if labels is None:
+                raise UsageError(f"--conditional needs labels; --data-npz {args.data_npz!r} has "
+                                 "no 'labels' array.")
+            num_classes = int(np.max(labels)) + 1
     else:
         channels, size = _DATASETS[args.data]
-    cfg = _run_config(args, channels)
+    cfg = _run_config(args, channels, num_classes)
     _check_run_config(cfg, size)
     cfg_path = os.path.join(args.checkpoint_dir, "train_config.json")
     saved = None
@@ -375,9 +401,11 @@ def cmd_train(args):
     # -- the inputs are good: the work starts here
     if args.data == "sample":
         from .data import load_sample
-        images, _ = load_sample()
+        images, labels = load_sample()
     elif args.data in _DOWNLOADED:
-        images, val = _download(args)
+        (images, labels), (val, val_labels) = _download(args)
+    if not args.conditional:
+        labels = val_labels = None
     os.makedirs(args.checkpoint_dir, exist_ok=True)
     if saved is None:
         atomic_write_json(cfg_path, cfg)
@@ -388,12 +416,19 @@ def cmd_train(args):
         how = f"resumed at step {start}" + (" (--init-weights ignored: resuming from the "
                                              "checkpoint)" if args.init_weights else "")
     elif args.init_weights:
+        from .checkpoint import read_npz
         try:
-            start = trainer.warm_start(args.init_weights)
+            source = read_npz(args.init_weights)["meta"].get("model_config", {})
+            if args.conditional and "num_classes" not in source:
+                trainer.fine_tune_from(args.init_weights)
+                how = (f"fine-tuning from the unconditional weights {args.init_weights} (class "
+                       "embedding zero, step 0, a fresh optimizer)")
+            else:
+                start = trainer.warm_start(args.init_weights)
+                how = (f"warm-started from {args.init_weights} (EMA weights of step {start}; the "
+                       "optimizer starts afresh)")
         except (OSError, ValueError) as e:
             raise UsageError(f"--init-weights {args.init_weights!r}: {e}") from None
-        how = (f"warm-started from {args.init_weights} (EMA weights of step {start}; the "
-               "optimizer starts afresh)")
         cfg["warm_start"] = {"file": os.path.basename(args.init_weights), "step": start}
         atomic_write_json(cfg_path, cfg)           # the run's record says how it began
     else:
@@ -407,7 +442,8 @@ def cmd_train(args):
         def report(tr, step, loss):
             if args.quiet and tr.history and tr.history[-1]["step"] == step:
                 print(json.dumps(tr.history[-1]), flush=True)
-        trainer.fit(images, remaining, val_images=val, log_every=args.log_every, callback=report)
+        trainer.fit(images, remaining, val_images=val, log_every=args.log_every, callback=report,
+                    labels=labels, val_labels=val_labels)
         dt = time.perf_counter() - t0
         print(f"trained {remaining} steps in {dt:.0f} s "
               f"({remaining * args.batch_size / dt:.1f} images/s); step {trainer.step}", flush=True)

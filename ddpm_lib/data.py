@@ -160,14 +160,21 @@ def to_uint8(x):
 
 
 def make_dataset(images, batch_size, image_size=32, mode="pad", shuffle=True, seed=0,
-                 start_step=0, repeat=True, drop_remainder=True):
+                 start_step=0, repeat=True, drop_remainder=True, labels=None):
     """A ``tf.data.Dataset`` of float32 batches (batch_size, image_size, image_size, C) in [-1, 1].
 
     Shuffling is a function of ``(seed, epoch)`` only (a stateless permutation per epoch), so the
     k-th batch is the same on every run: ``start_step=k`` resumes the stream exactly at batch k.
+    With ``labels`` (integers, one per image) each element is ``(images, labels)``, the labels
+    of the same images; the images are the batches of the call without labels.
     """
     images = check_images(np.asarray(images))
     n = images.shape[0]
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.dtype.kind not in "iu" or labels.shape != (n,):
+            raise ValueError(f"labels must be integers of shape ({n},), one per image; got dtype "
+                             f"{labels.dtype}, shape {labels.shape}.")
     batch_size = validate.positive_int(batch_size, "batch_size")
     if drop_remainder and batch_size > n:
         raise ValueError(f"batch_size={batch_size} is larger than the {n} images.")
@@ -187,6 +194,12 @@ def make_dataset(images, batch_size, image_size=32, mode="pad", shuffle=True, se
     epochs = (tf.data.Dataset.range(start_epoch, 2**62) if repeat
               else tf.data.Dataset.range(0, 1))
     ds = epochs.flat_map(epoch_order).skip(skip)
-    ds = ds.map(lambda idx: preprocess(tf.gather(store, idx), image_size, mode),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if labels is None:
+        ds = ds.map(lambda idx: preprocess(tf.gather(store, idx), image_size, mode),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    else:
+        label_store = tf.constant(labels.astype(np.int32))
+        ds = ds.map(lambda idx: (preprocess(tf.gather(store, idx), image_size, mode),
+                                 tf.gather(label_store, idx)),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)

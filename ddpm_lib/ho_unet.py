@@ -27,6 +27,22 @@ Why this matters for sampling (chapter 5): x_t enters through a biased convoluti
 normalizes right after its first convolution (no bias, GroupNorm(1)), which makes its output
 blind to the scale of x_t; see the errata page, item 19.
 
+Class conditioning (``num_classes``; Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022):
+the label y in {0, ..., K - 1}, or the "null" class K (no label: Ho & Salimans' null token), has
+a learned embedding of width 4c that is *added to the time embedding*,
+
+    temb = Dense(4c) -> SiLU -> Dense(4c) of the encoding of t,   + Embedding(K + 1, 4c)[y]
+
+so it reaches every residual block through the same Dense(SiLU(temb)). This is where Dhariwal &
+Nichol's ``guided_diffusion`` UNet adds its class embedding (``emb = time_embed(...) +
+label_emb(y)``), the architecture Ho & Salimans build on; Ho & Salimans do not fix it further. One
+network learns eps_theta(x_t, t, y) and, with y = K, the unconditional eps_theta(x_t, t) that
+classifier-free guidance needs. The embedding starts at *zero* (a choice of this library, not of
+the papers): a conditional model that takes the weights of an unconditional one
+(``copy_unconditional_weights``) then computes exactly the unconditional eps for every y, and
+fine-tuning starts from there. ``num_classes=None`` is the unconditional network, with the same
+weights, names and config as before conditioning existed.
+
 Differences from Ho's code, all small: the time encoding is ``unet.timestep_encoding`` (the
 frequencies 1/10000^(2i/d) of the seed, where Ho divides by d/2 - 1 instead of d/2), and the
 weights start from Keras' Glorot-uniform, which is Ho's default ``variance_scaling(1, fan_avg,
@@ -38,10 +54,12 @@ import tensorflow as tf
 import keras
 from keras import layers
 
+from .checkpoint import variable_keys
 from .unet import check_unet_inputs, timestep_encoding
-from .validate import positive_int
+from .validate import class_labels, positive_int
 
-__all__ = ["ResBlock", "AttentionBlock", "Downsample", "Upsample", "HoUNet"]
+__all__ = ["ResBlock", "AttentionBlock", "Downsample", "Upsample", "HoUNet",
+           "copy_unconditional_weights"]
 
 
 def _norm(groups, name, dtype):
@@ -125,7 +143,7 @@ class Upsample(layers.Layer):
 
 
 class HoUNet(keras.Model):
-    """eps_theta(x_t, t), the UNet of Ho et al. (2020). Call as ``model(x_t, t)``.
+    """eps_theta(x_t, t[, y]), the UNet of Ho et al. (2020). Call as ``model(x_t, t)`` or ``model(x_t, t, y)``.
 
     Args:
         image_channels: channels of the images (1 for Fashion-MNIST, 3 for CIFAR-10).
@@ -138,14 +156,19 @@ class HoUNet(keras.Model):
             ((16,) in the paper); the middle always has one.
         dropout: dropout rate inside the residual blocks (0.1 for CIFAR-10).
         groups: GroupNorm groups (32 in the paper); must divide every width c * m_i.
+        num_classes: K for a class-conditional network (labels 0..K-1, and K = the null class;
+            see the module docstring), ``None`` (default) for the unconditional one.
         dtype: a Keras dtype policy, e.g. ``"mixed_bfloat16"``; the output is always float32.
 
     ``x_t``: float images (batch, image_size, image_size, image_channels); ``t``: int32 code
-    times of shape (batch,). Returns eps with the shape of ``x_t``.
+    times of shape (batch,); ``y``: integer labels of shape (batch,) in [0, K], only for a
+    conditional network, where ``y=None`` means the null class K for the whole batch. Returns
+    eps with the shape of ``x_t``.
     """
 
     def __init__(self, image_channels=1, image_size=32, base_channels=128, channel_mult=(1, 2, 2, 2),
-                 num_res_blocks=2, attn_resolutions=(16,), dropout=0.1, groups=32, **kwargs):
+                 num_res_blocks=2, attn_resolutions=(16,), dropout=0.1, groups=32, num_classes=None,
+                 **kwargs):
         kwargs.setdefault("name", "ho_unet")
         super().__init__(**kwargs)
         self.image_channels = positive_int(image_channels, "image_channels")
@@ -162,6 +185,7 @@ class HoUNet(keras.Model):
         if isinstance(dropout, bool) or not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be a rate in [0, 1); got {dropout!r}.")
         self.dropout = float(dropout)
+        self.num_classes = None if num_classes is None else positive_int(num_classes, "num_classes")
         if self.image_size % self.downsample_factor:
             raise ValueError(f"image_size={self.image_size} must be divisible by "
                              f"{self.downsample_factor} (2^(levels - 1) for channel_mult="
@@ -188,6 +212,10 @@ class HoUNet(keras.Model):
         self.time_dim = c                     # width of the sinusoidal encoding, as in Ho's code
         self.temb_dense0 = layers.Dense(4 * c, name="temb_dense0", dtype=p)
         self.temb_dense1 = layers.Dense(4 * c, name="temb_dense1", dtype=p)
+        if self.num_classes is not None:      # K labels + the null class K, added to temb
+            self.class_embedding = layers.Embedding(self.num_classes + 1, 4 * c,
+                                                    embeddings_initializer="zeros",
+                                                    name="class_embedding", dtype=p)
         self.conv_in = layers.Conv2D(c, 3, padding="same", name="conv_in", dtype=p)
         # One entry per level: its residual blocks, their attention blocks (or None), resampling.
         self.down, self.up = [], []
@@ -216,22 +244,36 @@ class HoUNet(keras.Model):
 
     def get_config(self):
         # Like UNet: the dtype policy is left out on purpose (EMA and loaded models are float32).
-        return {"image_channels": self.image_channels, "image_size": self.image_size,
-                "base_channels": self.base_channels, "channel_mult": list(self.channel_mult),
-                "num_res_blocks": self.num_res_blocks,
-                "attn_resolutions": list(self.attn_resolutions), "dropout": self.dropout,
-                "groups": self.groups, "name": self.name}
+        # num_classes only when conditional: an unconditional config is the one of older files.
+        config = {"image_channels": self.image_channels, "image_size": self.image_size,
+                  "base_channels": self.base_channels, "channel_mult": list(self.channel_mult),
+                  "num_res_blocks": self.num_res_blocks,
+                  "attn_resolutions": list(self.attn_resolutions), "dropout": self.dropout,
+                  "groups": self.groups, "name": self.name}
+        if self.num_classes is not None:
+            config["num_classes"] = self.num_classes
+        return config
 
-    def __call__(self, x, t, *args, **kwargs):
+    def __call__(self, x, t, y=None, **kwargs):
         # Check here, before Keras wraps any exception of call() in its own message.
-        check_unet_inputs(tf.convert_to_tensor(x), tf.convert_to_tensor(t), self.image_channels,
+        x = tf.convert_to_tensor(x)
+        check_unet_inputs(x, tf.convert_to_tensor(t), self.image_channels,
                           self.downsample_factor, image_size=self.image_size)
-        return super().__call__(x, t, *args, **kwargs)
+        if y is not None:
+            if self.num_classes is None:
+                raise ValueError("this HoUNet is unconditional (num_classes=None) and takes no "
+                                 "labels y; build it with num_classes=K for class labels.")
+            y = class_labels(y, self.num_classes, name="y", batch=x.shape[0], allow_null=True)
+        return super().__call__(x, t, y=y, **kwargs)
 
-    def call(self, x, t, training=None):
+    def call(self, x, t, y=None, training=None):
         x = tf.cast(tf.convert_to_tensor(x), self.compute_dtype)
         temb = tf.cast(timestep_encoding(tf.convert_to_tensor(t), self.time_dim), self.compute_dtype)
         temb = self.temb_dense1(tf.nn.silu(self.temb_dense0(temb)))
+        if self.num_classes is not None:      # + the embedding of y (the null class K if None)
+            if y is None:
+                y = tf.fill(tf.shape(x)[:1], self.num_classes)
+            temb = temb + self.class_embedding(y)
         hs = [self.conv_in(x)]                                   # the skip connections
         for level in self.down:
             for res, attn in zip(level["res"], level["attn"]):
@@ -254,3 +296,35 @@ class HoUNet(keras.Model):
         size = image_size or self.image_size
         self(tf.zeros([1, size, size, self.image_channels]), tf.zeros([1], tf.int32))
         return self
+
+
+def copy_unconditional_weights(model, unconditional):
+    """Start the class-conditional HoUNet ``model`` from the unconditional HoUNet ``unconditional``.
+
+    Every weight the two share (all of the unconditional one's, matched by name) is copied and the
+    class embedding is set to zero, so that ``model(x_t, t, y)`` equals ``unconditional(x_t, t)``
+    for every label y, the null class included: the starting point of a classifier-free-guidance
+    fine-tune (Ho & Salimans, 2022). The two must have the same architecture (config but for the
+    name and ``num_classes``). Returns ``model``.
+    """
+    if not isinstance(model, HoUNet) or model.num_classes is None:
+        raise ValueError(f"model must be a class-conditional HoUNet (num_classes=K); got "
+                         f"{type(model).__name__} with num_classes="
+                         f"{getattr(model, 'num_classes', None)!r}.")
+    if not isinstance(unconditional, HoUNet) or unconditional.num_classes is not None:
+        raise ValueError(f"unconditional must be an unconditional HoUNet (num_classes=None); got "
+                         f"{type(unconditional).__name__} with num_classes="
+                         f"{getattr(unconditional, 'num_classes', None)!r}.")
+    arch = [{k: v for k, v in m.get_config().items() if k not in ("name", "num_classes")}
+            for m in (model, unconditional)]
+    if arch[0] != arch[1]:
+        diff = sorted(k for k in arch[0] if arch[0][k] != arch[1].get(k))
+        raise ValueError("model and unconditional must have the same architecture; they differ in "
+                         + ", ".join(f"{k} ({arch[0][k]!r} vs {arch[1].get(k)!r})" for k in diff) + ".")
+    for m in (model, unconditional):
+        if not m.weights:
+            m.build_for()
+    source = dict(zip(variable_keys(unconditional), unconditional.weights))
+    for key, v in zip(variable_keys(model), model.weights):
+        v.assign(tf.zeros_like(v) if key.startswith("class_embedding/") else source.pop(key))
+    return model

@@ -8,6 +8,11 @@ loss curve, the command that reproduces it) is on the book's model-card page.
     "seed-unet"   the seed post's UNet (``ddpm_lib.UNet``, base 32), 7,000 steps. Its first block
                   is blind to the scale of x_t, so deterministic DDIM (eta = 0) fails with it
                   (chapter 8, errata item 19); kept for that diagnosis and for comparisons.
+    "conditional" a class-conditional ``HoUNet(num_classes=10)`` for classifier-free guidance
+                  (Ho & Salimans, 2022; ``sample(..., labels=y, guidance=w)``): label 10 is the
+                  null class. Fine-tuned from the unconditional Ho UNet with label dropout
+                  (``Trainer.fine_tune_from``). Its file, ``fashion_mnist_ho_unet_cond.npz``, is
+                  not shipped yet: loading it raises ``FileNotFoundError`` until it is.
 """
 from importlib import resources
 
@@ -15,7 +20,8 @@ from .checkpoint import load_weights
 
 __all__ = ["load_reference", "REFERENCE_MODELS", "DEFAULT_REFERENCE"]
 
-REFERENCE_MODELS = {"seed-unet": "fashion_mnist_unet32.npz"}
+REFERENCE_MODELS = {"seed-unet": "fashion_mnist_unet32.npz",
+                    "conditional": "fashion_mnist_ho_unet_cond.npz"}
 DEFAULT_REFERENCE = "seed-unet"
 
 

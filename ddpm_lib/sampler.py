@@ -26,6 +26,14 @@ Probabilistic Models", arXiv:2211.01095), in terms of this library's alpha_bar (
 
 The end point t_M is x_0 itself (alpha = 1, sigma = 0, lambda = +inf; the code time -1, as DDIM's
 ``t_prev = -1``).
+
+Classifier-free guidance (Ho & Salimans, "Classifier-Free Diffusion Guidance", 2022): a
+class-conditional model (``HoUNet(num_classes=K)``) gives every loop the eps of ``guided_eps``,
+
+    eps~(x_t, t, y) = (1 + w) eps_theta(x_t, t, y) - w eps_theta(x_t, t, null)      (their eq. 6)
+
+with guidance strength w >= 0: w = 0 is plain conditional sampling, larger w trades diversity
+for images more typical of the class y.
 """
 from __future__ import annotations
 
@@ -43,7 +51,8 @@ from .reverse import ddim_sigma, p_mean, p_variance
 from .schedule import extract, respace
 
 __all__ = ["Step", "ddpm_step", "ddim_step", "dpm_solver_step", "sampling_timesteps",
-           "dpm_solver_timesteps", "ddpm_loop", "ddim_loop", "dpm_solver_loop", "sample"]
+           "dpm_solver_timesteps", "guided_eps", "ddpm_loop", "ddim_loop", "dpm_solver_loop",
+           "sample"]
 
 Step = collections.namedtuple("Step", ["x_prev", "x0_pred"])
 Step.__doc__ = """One reverse step's result: ``x_prev`` (the next x) and ``x0_pred``, the x_0 predicted from (x_t, eps)."""
@@ -261,15 +270,54 @@ def dpm_solver_timesteps(timesteps, steps, alpha_bars):
     return ts, ts_prev
 
 
+def guided_eps(model, x_t, t, labels=None, guidance=0.0):
+    """The eps every sampling loop uses: eps_theta(x_t, t), or with ``labels`` y the guided
+
+        eps~ = (1 + w) eps_theta(x_t, t, y) - w eps_theta(x_t, t, null)    (Ho & Salimans 2022, eq. 6)
+
+    with w = ``guidance`` (a finite number >= 0) and null the model's null class
+    (``model.num_classes``). For w > 0 both terms come from *one* model call on the batch of
+    2 x batch images [x_t, x_t] with labels [y, null]; w = 0 is plain conditional sampling, one
+    call on (x_t, t, y). ``t``: int32 code times of shape (batch,). Returns float32 eps.
+    """
+    labels, guidance = _check_guidance(model, labels, guidance, x_t.shape[0])
+    if labels is None:                                           # unconditional
+        return tf.cast(model(x_t, t, training=False), tf.float32)
+    if guidance == 0:                                            # conditional
+        return tf.cast(model(x_t, t, y=labels, training=False), tf.float32)
+    b, null = tf.shape(x_t)[0], model.num_classes
+    eps = tf.cast(model(tf.concat([x_t, x_t], 0), tf.concat([t, t], 0),
+                        y=tf.concat([labels, tf.fill([b], null)], 0), training=False), tf.float32)
+    eps_y, eps_null = eps[:b], eps[b:]                           # eps(x_t, t, y), eps(x_t, t, null)
+    return (1.0 + guidance) * eps_y - guidance * eps_null       # eq. 6
+
+
+def _check_guidance(model, labels, guidance, batch):
+    """``(labels, guidance)`` checked for ``guided_eps`` and ``sample`` (see there)."""
+    guidance = validate.finite_number(guidance, "guidance", minimum=0)
+    if labels is None:
+        if guidance != 0:
+            raise ValueError(f"guidance={guidance} needs labels (classifier-free guidance steers "
+                             "towards a class); got labels=None.")
+        return None, guidance
+    num_classes = getattr(model, "num_classes", None)
+    if num_classes is None:
+        raise ValueError(f"labels were given but the model is unconditional ({type(model).__name__} "
+                         "without num_classes); class labels need a class-conditional model, "
+                         "e.g. HoUNet(num_classes=10).")
+    return validate.class_labels(labels, num_classes, batch=batch), guidance
+
+
 def ddpm_loop(model, schedule, x_T, seed, steps=None, variance="posterior", clip_x0=False,
-              trajectory=False):
+              trajectory=False, labels=None, guidance=0.0):
     """Algorithm 2 of Ho et al. (2020), numbered by the paper's lines (code t = paper t - 1).
 
     ``steps=None`` visits every t (Algorithm 2 as printed); fewer steps run DDPM on the times of
     ``sampling_timesteps`` with the respaced betas of ``schedule.respace`` (Nichol & Dhariwal,
     2021), the model still called with the original time index. The z of the i-th step is drawn
     from the stateless seed ``(seed, i + 1)``. Runs eagerly as written, or compiled: ``sample``
-    wraps this very function in ``tf.function``.
+    wraps this very function in ``tf.function``. ``labels`` and ``guidance``: see ``guided_eps``
+    (every loop takes its eps from there).
 
     Returns x_0, or with ``trajectory`` ``(x_0, xs, x0s)``: every x from x_T on (S + 1 of them)
     and the x_0 predicted at each of the S steps.
@@ -286,7 +334,7 @@ def ddpm_loop(model, schedule, x_T, seed, steps=None, variance="posterior", clip
         t = tf.gather(ts, i)
         z = tf.random.stateless_normal(x.shape, seed=tf.stack([seed, tf.cast(i, tf.int64) + 1]),
                                        alg="philox")       # 3: z ~ N(0, I) (ddpm_step: z = 0 at t = 1)
-        eps = tf.cast(model(x, tf.fill([x.shape[0]], t), training=False), tf.float32)
+        eps = guided_eps(model, x, tf.fill([x.shape[0]], t), labels, guidance)
         x, x0 = ddpm_step(spaced, x, n - 1 - i, eps, z, variance=variance,
                           clip_x0=clip_x0)                  # 4: x_{t-1} = mu_theta(x_t, t) + sigma_t z
         if trajectory:
@@ -295,7 +343,8 @@ def ddpm_loop(model, schedule, x_T, seed, steps=None, variance="posterior", clip
     return (x, xs.stack(), x0s.stack()) if trajectory else x   # 6: return x_0
 
 
-def ddim_loop(model, schedule, x_T, seed, steps=None, eta=0.0, clip_x0=False, trajectory=False):
+def ddim_loop(model, schedule, x_T, seed, steps=None, eta=0.0, clip_x0=False, trajectory=False,
+              labels=None, guidance=0.0):
     """DDIM (Song et al. 2020): ``ddim_step`` from each time of ``sampling_timesteps`` to the next.
 
     Laid out like ``ddpm_loop`` (same z for the i-th step, same returns); ``sample`` compiles it.
@@ -311,14 +360,15 @@ def ddim_loop(model, schedule, x_T, seed, steps=None, eta=0.0, clip_x0=False, tr
         t, t_prev = tf.gather(ts, i), tf.gather(ts_prev, i)
         z = tf.random.stateless_normal(x.shape, seed=tf.stack([seed, tf.cast(i, tf.int64) + 1]),
                                        alg="philox")
-        eps = tf.cast(model(x, tf.fill([x.shape[0]], t), training=False), tf.float32)
+        eps = guided_eps(model, x, tf.fill([x.shape[0]], t), labels, guidance)
         x, x0 = ddim_step(schedule, x, t, t_prev, eps, eta=eta, z=z, clip_x0=clip_x0)
         if trajectory:
             xs, x0s = xs.write(i + 1, x), x0s.write(i, x0)
     return (x, xs.stack(), x0s.stack()) if trajectory else x
 
 
-def dpm_solver_loop(model, schedule, x_T, seed, steps, clip_x0=False, trajectory=False):
+def dpm_solver_loop(model, schedule, x_T, seed, steps, clip_x0=False, trajectory=False,
+                    labels=None, guidance=0.0):
     """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) with S = ``steps`` model calls.
 
     The calls are made at the code times ``ts`` of ``dpm_solver_timesteps``; step i goes from
@@ -342,14 +392,14 @@ def dpm_solver_loop(model, schedule, x_T, seed, steps, clip_x0=False, trajectory
     x0s = tf.TensorArray(tf.float32, size=n if trajectory else 0)      # each step's x_theta
     if trajectory:
         xs = xs.write(0, x)
-    eps = tf.cast(model(x, tf.fill([x.shape[0]], ts[0]), training=False), tf.float32)
+    eps = guided_eps(model, x, tf.fill([x.shape[0]], ts[0]), labels, guidance)
     x, x0_last = dpm_solver_step(schedule, x, ts[0], ts_prev[0], eps,
                                  clip_x0=clip_x0)           # first step: first order, D_1 = x_theta
     if trajectory:
         xs, x0s = xs.write(1, x), x0s.write(0, x0_last)
     for i in tf.range(1, n):                                # the paper's i = 2, ..., M
         t_last, t, t_prev = tf.gather(ts, i - 1), tf.gather(ts, i), tf.gather(ts_prev, i)
-        eps = tf.cast(model(x, tf.fill([x.shape[0]], t), training=False), tf.float32)
+        eps = guided_eps(model, x, tf.fill([x.shape[0]], t), labels, guidance)
         x, x0_last = dpm_solver_step(schedule, x, t, t_prev, eps, x0_last=x0_last, t_last=t_last,
                                      clip_x0=clip_x0)       # r_i, D_i, x_{t_i}; first order to x_0
         if trajectory:
@@ -362,11 +412,12 @@ _CACHE = weakref.WeakKeyDictionary()
 
 def sample(model, schedule, shape, method="ddpm", steps=None, eta=0.0, seed=None,
            return_trajectory=False, variance="posterior", jit_compile=False, clip_x0=False,
-           x_T=None, return_x0_trajectory=False):
+           x_T=None, return_x0_trajectory=False, labels=None, guidance=0.0):
     """Generate images by running the reverse process from x_T ~ N(0, I).
 
     Args:
-        model: called as ``model(x_t, t)`` with ``t`` int32 of shape (batch,); returns eps.
+        model: called as ``model(x_t, t)`` with ``t`` int32 of shape (batch,); returns eps. A
+            class-conditional model (``HoUNet(num_classes=K)``) is also called with ``y=``.
         schedule: the :class:`~ddpm_lib.schedule.Schedule` the model was trained with.
         shape: ``(batch, height, width, channels)``; may be ``None`` when ``x_T`` is given.
         method: ``"ddpm"`` (``ddpm_loop``: Algorithm 2, respaced when ``steps < T``),
@@ -391,6 +442,11 @@ def sample(model, schedule, shape, method="ddpm", steps=None, eta=0.0, seed=None
             is then a deterministic map x_T -> x_0, used for interpolation in chapter 8).
             The seed still drives the per-step noise (DPM-Solver++ has none).
         return_x0_trajectory: also return the x_0 predicted at every step, shape (steps, *shape).
+        labels: the class of each image, integers in [0, K) of shape (batch,), for a
+            class-conditional model; ``None`` samples it unconditionally (its null class).
+        guidance: classifier-free guidance strength w, a finite number >= 0 (needs ``labels``):
+            eps~ = (1 + w) eps(x_t, t, y) - w eps(x_t, t, null), ``guided_eps``; 0 (default) is
+            plain conditional sampling, w > 0 costs a model call on twice the batch per step.
 
     Returns:
         x_0 as a float32 tensor in (about) [-1, 1]; with ``return_trajectory`` and/or
@@ -420,19 +476,19 @@ def sample(model, schedule, shape, method="ddpm", steps=None, eta=0.0, seed=None
         seed = int(np.random.default_rng().integers(0, 2**31 - 1))
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed must be an integer or None; got {seed!r}.")
+    labels, guidance = _check_guidance(model, labels, guidance, shape[0])
 
     trajectory = bool(return_trajectory or return_x0_trajectory)
+    common = dict(steps=steps, clip_x0=bool(clip_x0), trajectory=trajectory, guidance=guidance)
     if method == "ddpm":
-        loop = functools.partial(ddpm_loop, steps=steps, variance=variance, clip_x0=bool(clip_x0),
-                                 trajectory=trajectory)
+        loop = functools.partial(ddpm_loop, variance=variance, **common)
     elif method == "ddim":
-        loop = functools.partial(ddim_loop, steps=steps, eta=eta, clip_x0=bool(clip_x0),
-                                 trajectory=trajectory)
+        loop = functools.partial(ddim_loop, eta=eta, **common)
     else:
-        loop = functools.partial(dpm_solver_loop, steps=steps, clip_x0=bool(clip_x0),
-                                 trajectory=trajectory)
+        loop = functools.partial(dpm_solver_loop, **common)
+    # the labels are a tensor input of the compiled loop: new labels are no new trace
     key = (schedule_hash(schedule), shape, method, steps, eta, variance, trajectory,
-           bool(jit_compile), bool(clip_x0))
+           bool(jit_compile), bool(clip_x0), labels is not None, guidance)
     try:
         per_model = _CACHE.setdefault(model, {})
     except TypeError:            # a model that cannot be weak-referenced: no cache
@@ -446,7 +502,7 @@ def sample(model, schedule, shape, method="ddpm", steps=None, eta=0.0, seed=None
     if x_T is None:
         x_T = tf.random.stateless_normal(shape, seed=tf.stack([seed, tf.constant(0, tf.int64)]),
                                          alg="philox")
-    out = per_model[key](x_T, seed)
+    out = per_model[key](x_T, seed, labels=labels)
     if not trajectory:
         return out
     x0, xs, x0s = out

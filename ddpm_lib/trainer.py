@@ -5,8 +5,13 @@ with x_0 ~ q(x_0) (line 2) the batches of ``data.make_dataset``. The :class:`Tra
 machinery around them: the loop, ``ema_update``, logging, checkpoints, ``tf.distribute``,
 float16 loss scaling and gradient clipping.
 
-Every random number is *stateless*: the k-th batch, its times t and its noise eps are functions of
-``(seed, k)`` only. The full state of training is therefore the weights, the EMA weights, the
+Class-conditional models (``HoUNet(num_classes=K)``) train as in Ho & Salimans' Algorithm 1
+("Classifier-Free Diffusion Guidance", 2022): each batch comes with its labels y, and
+``drop_labels`` replaces each label by the null class K with probability p_uncond, so one network
+learns the conditional eps_theta(x_t, t, y) and the unconditional eps_theta(x_t, t, null).
+
+Every random number is *stateless*: the k-th batch, its times t, its noise eps (and its dropped
+labels) are functions of ``(seed, k)`` only. The full state of training is therefore the weights, the EMA weights, the
 optimizer variables and the step, exactly what a checkpoint holds, so training N + M steps in one
 go and training N, stopping, restoring and training M more give the same weights.
 """
@@ -24,12 +29,13 @@ import keras
 from . import checkpoint as ckpt_io
 from . import validate
 from .data import check_images, make_dataset, preprocess
+from .ho_unet import copy_unconditional_weights
 from .losses import simple_loss
 
-__all__ = ["Trainer", "TrainingDivergedError", "LinearWarmup", "draw_t_eps", "train_step",
-           "ema_update"]
+__all__ = ["Trainer", "TrainingDivergedError", "LinearWarmup", "draw_t_eps", "drop_labels",
+           "train_step", "ema_update"]
 
-_T_SEED, _NOISE_SEED, _VAL_SEED = 1_000_003, 2_000_003, 3_000_003
+_T_SEED, _NOISE_SEED, _VAL_SEED, _DROP_SEED = 1_000_003, 2_000_003, 3_000_003, 4_000_003
 
 
 def draw_t_eps(x0, step, seed, timesteps):
@@ -49,16 +55,34 @@ def draw_t_eps(x0, step, seed, timesteps):
     return t, eps
 
 
-def train_step(model, optimizer, schedule, x0, t, eps, global_batch_size=None, clip=None):
+def drop_labels(y, step, seed, p_uncond, null):
+    """Ho & Salimans' "c <- null with probability p_uncond" for the labels ``y`` of global step ``step``.
+
+    Each label is replaced by ``null`` (the model's null class K) independently with probability
+    ``p_uncond`` (they use 0.1 or 0.2). Stateless like ``draw_t_eps``: the same ``(seed, step)``
+    drops the same labels. Returns int32 labels.
+    """
+    step = tf.cast(step, tf.int64)
+    u = tf.random.stateless_uniform(tf.shape(y), seed=tf.stack(
+        [tf.constant(seed + _DROP_SEED, tf.int64), step]), alg="philox")
+    return tf.where(u < p_uncond, tf.constant(null, tf.int32), tf.cast(y, tf.int32))
+
+
+def train_step(model, optimizer, schedule, x0, t, eps, global_batch_size=None, clip=None, y=None):
     """Line 5 of Algorithm 1: one gradient step on L_simple for the batch (x0, t, eps); returns the loss.
 
     The loss is eq. (14) averaged over the global batch (``global_batch_size``, for
     ``tf.distribute``; ``None``: this batch). ``optimizer.scale_loss`` is float16 loss scaling
     (a no-op for other optimizers); ``clip``, if given, maps the gradients to clipped ones.
+    ``y``: the labels (after ``drop_labels``) of a class-conditional model, which then predicts
+    eps_theta(x_t, t, y) (Ho & Salimans' Algorithm 1); ``None`` for an unconditional one.
     """
     with tf.GradientTape() as tape:
         x_t = schedule.q_sample(x0, t, eps)                      # 5: sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps
-        eps_pred = model(x_t, t, training=True)                  # 5: eps_theta(x_t, t)
+        if y is None:
+            eps_pred = model(x_t, t, training=True)              # 5: eps_theta(x_t, t)
+        else:
+            eps_pred = model(x_t, t, y=y, training=True)         # 5: eps_theta(x_t, t, y)
         loss = tf.nn.compute_average_loss(                       # 5: ||eps - eps_theta(x_t, t)||^2
             simple_loss(eps, eps_pred, per_example=True), global_batch_size=global_batch_size)
         scaled = optimizer.scale_loss(loss)
@@ -125,12 +149,18 @@ class Trainer:
             scaling.
         strategy: a ``tf.distribute`` strategy; the model's weights are created in its scope.
         verbose: show a progress bar.
+        p_uncond: for a class-conditional model (``num_classes`` set), the probability that a
+            label is replaced by the null class (``drop_labels``; Ho & Salimans use 0.1 or 0.2);
+            unused by an unconditional model.
+
+    A class-conditional model is trained on ``fit(images, steps, labels=...)``; it can start from
+    an unconditional model's exported weights with :meth:`fine_tune_from`.
     """
 
     def __init__(self, model, schedule, *, batch_size=64, learning_rate=2e-4, weight_decay=1e-4,
                  warmup_steps=0, grad_clip=1.0, ema_decay=0.999, image_size=32, mode="pad",
                  seed=0, checkpoint_dir=None, checkpoint_every=1000, keep_checkpoints=3,
-                 jit_compile=False, mixed_precision=None, strategy=None, verbose=True):
+                 jit_compile=False, mixed_precision=None, strategy=None, verbose=True, p_uncond=0.1):
         batch_size = validate.positive_int(batch_size, "batch_size")
         checkpoint_every = validate.positive_int(checkpoint_every, "checkpoint_every")
         if keep_checkpoints is not None:
@@ -140,6 +170,9 @@ class Trainer:
             raise ValueError(f"learning_rate must be > 0; got {learning_rate}.")
         if not 0 <= ema_decay < 1:
             raise ValueError(f"ema_decay must lie in [0, 1); got {ema_decay}.")
+        p_uncond = validate.finite_number(p_uncond, "p_uncond", minimum=0)
+        if p_uncond >= 1:
+            raise ValueError(f"p_uncond must be a probability in [0, 1); got {p_uncond!r}.")
         if mixed_precision not in (None, "mixed_float16", "mixed_bfloat16"):
             raise ValueError(
                 f'mixed_precision must be None, "mixed_float16" or "mixed_bfloat16"; got {mixed_precision!r}.')
@@ -168,6 +201,10 @@ class Trainer:
                             weight_decay=weight_decay, warmup_steps=warmup_steps,
                             grad_clip=grad_clip, ema_decay=ema_decay, image_size=image_size,
                             mode=mode, seed=self.seed)
+        self.num_classes = getattr(model, "num_classes", None)   # None: unconditional
+        self.p_uncond = p_uncond
+        if self.num_classes is not None:
+            self.hparams["p_uncond"] = p_uncond
 
         channels = getattr(model, "image_channels", 1)
         with self.strategy.scope():
@@ -189,9 +226,9 @@ class Trainer:
         self._train_fn = None
 
     # ----------------------------------------------------------------- the step
-    def _replica_step(self, x0, t, eps):
+    def _replica_step(self, x0, t, eps, y=None):
         return train_step(self.model, self.optimizer, self.schedule, x0, t, eps,
-                          global_batch_size=self.batch_size, clip=self._clip_gradients)
+                          global_batch_size=self.batch_size, clip=self._clip_gradients, y=y)
 
     def _clip_gradients(self, grads):
         """Clip the global norm of the *global* gradient (summed over replicas) to ``grad_clip``.
@@ -222,16 +259,41 @@ class Trainer:
             return loss
         return tf.function(step_fn, jit_compile=self.jit_compile)
 
-    def _dataset(self, images, start_step):
+    def _dataset(self, images, start_step, labels=None):
         ds = make_dataset(images, self.batch_size, self.image_size, self.mode, seed=self.seed,
-                          start_step=start_step)
-        ds = ds.enumerate(start=start_step).map(                  # 2: x0 ~ q(x0), then lines 3-4
-            lambda step, x0: (x0, *draw_t_eps(x0, step, self.seed, self.schedule.timesteps)))
+                          start_step=start_step, labels=labels)
+        if labels is None:
+            ds = ds.enumerate(start=start_step).map(              # 2: x0 ~ q(x0), then lines 3-4
+                lambda step, x0: (x0, *draw_t_eps(x0, step, self.seed, self.schedule.timesteps)))
+        else:                                                     # (x0, y) ~ q(x0, y), c <- null w.p. p_uncond
+            ds = ds.enumerate(start=start_step).map(
+                lambda step, x0_y: (x0_y[0], *draw_t_eps(x0_y[0], step, self.seed,
+                                                         self.schedule.timesteps),
+                                    drop_labels(x0_y[1], step, self.seed, self.p_uncond,
+                                                self.num_classes)))
         return self.strategy.experimental_distribute_dataset(ds)
 
+    def _check_labels(self, labels, n, name="labels"):
+        """``labels`` checked against the model: required by a conditional one, refused otherwise."""
+        if self.num_classes is None:
+            if labels is not None:
+                raise ValueError(f"{name} were given but the model is unconditional (no "
+                                 "num_classes); train a class-conditional model, e.g. "
+                                 "HoUNet(num_classes=10), or leave the labels out.")
+            return None
+        if labels is None:
+            raise ValueError(f"the model is class-conditional (num_classes={self.num_classes}); "
+                             f"pass {name}, one per image.")
+        return validate.class_labels(labels, self.num_classes, name=name, batch=n).numpy()
+
     # ------------------------------------------------------------------ public
-    def fit(self, images, steps, val_images=None, val_every=None, log_every=50, callback=None):
+    def fit(self, images, steps, val_images=None, val_every=None, log_every=50, callback=None,
+            labels=None, val_labels=None):
         """Train for ``steps`` more steps on uint8 ``images`` (N, H, W[, C]); return the history.
+
+        ``labels`` (integers in [0, K), one per image) and ``val_labels`` are required for a
+        class-conditional model and refused for an unconditional one; the validation loss of a
+        conditional model is that of eps_theta(x_t, t, y) with the true labels.
 
         ``val_images``: held-out images; every ``val_every`` steps (default: at each checkpoint
         and at the end) the loss on a fixed subset, with fixed t and noise, is logged for the
@@ -244,17 +306,19 @@ class Trainer:
         images = check_images(np.asarray(images))
         steps = validate.non_negative_int(steps, "steps")
         log_every = validate.positive_int(log_every, "log_every")
+        labels = self._check_labels(labels, len(images))
         if val_every is not None:
             val_every = validate.positive_int(val_every, "val_every")
         if val_images is not None:
-            self._set_validation(val_images)
+            val_labels = self._check_labels(val_labels, len(val_images), "val_labels")
+            self._set_validation(val_images, val_labels)
         val_every = val_every or self.checkpoint_every
         if self._train_fn is None:
             self._train_fn = self._make_train_fn()
         start, end = self.step, self.step + int(steps)
         if steps == 0:
             return self.history
-        it = iter(self._dataset(images, start))
+        it = iter(self._dataset(images, start, labels))
         bar = None
         if self.verbose:
             from tqdm.auto import tqdm
@@ -295,26 +359,29 @@ class Trainer:
     _val = None
     _val_fn = None
 
-    def _set_validation(self, val_images, n=512):
+    def _set_validation(self, val_images, val_labels=None, n=512):
         x = preprocess(check_images(np.asarray(val_images))[:n], self.image_size, self.mode)
         t = tf.random.stateless_uniform([x.shape[0]], seed=[_VAL_SEED, 0], minval=0,
                                         maxval=self.schedule.timesteps, dtype=tf.int32, alg="philox")
         noise = tf.random.stateless_normal(x.shape, seed=[_VAL_SEED, 1], alg="philox")
-        self._val = (self.schedule.q_sample(x, t, noise), t, noise)
+        y = None if val_labels is None else tf.constant(val_labels[:n], tf.int32)
+        self._val = (self.schedule.q_sample(x, t, noise), t, noise, y)
 
     def validation_loss(self):
         """L_simple of the model and of its EMA on the fixed validation set (same t, same eps)."""
         if self._val is None:
             raise ValueError("no validation images; pass val_images to fit() first.")
-        x_t, t, noise = self._val
+        x_t, t, noise, y = self._val
         if self._val_fn is None:
-            def per_example(model, x, t, eps):
-                return simple_loss(eps, model(x, t, training=False), per_example=True)
-            self._val_fn = {key: tf.function(lambda x, t, eps, m=m: per_example(m, x, t, eps))
+            def per_example(model, x, t, eps, y):
+                kw = {} if y is None else {"y": y}
+                return simple_loss(eps, model(x, t, training=False, **kw), per_example=True)
+            self._val_fn = {key: tf.function(lambda x, t, eps, y, m=m: per_example(m, x, t, eps, y))
                             for key, m in (("val_loss", self.model), ("val_loss_ema", self.ema_model))}
         out = {}
         for key, fn in self._val_fn.items():
-            losses = [fn(x_t[i:i + self.batch_size], t[i:i + self.batch_size], noise[i:i + self.batch_size])
+            losses = [fn(x_t[i:i + self.batch_size], t[i:i + self.batch_size], noise[i:i + self.batch_size],
+                         None if y is None else y[i:i + self.batch_size])
                       for i in range(0, x_t.shape[0], self.batch_size)]
             out[key] = float(tf.reduce_mean(tf.concat(losses, 0)))
         return out
@@ -398,6 +465,30 @@ class Trainer:
         self.step = int(extra["step"])
         self.history = list(extra.get("history", []))
         return self.step
+
+    def fine_tune_from(self, path):
+        """Start a class-conditional model from an *unconditional* model's exported weights.
+
+        The cheap way to a classifier-free-guidance model (Ho & Salimans, 2022): the network and
+        its EMA take every weight of the unconditional HoUNet in ``path`` (a file of :meth:`export`)
+        and a zero class embedding (``ho_unet.copy_unconditional_weights``), so training starts
+        from a model that predicts the unconditional eps for every label, the null class
+        included. Unlike :meth:`warm_start` this starts a *new* run: the step stays 0 (the data
+        order, t, eps and label drops are this Trainer's) and the optimizer starts afresh. The
+        file's architecture (but for ``num_classes``) and schedule must be this Trainer's.
+        Only a Trainer at step 0 can be fine-tuned from a file.
+        """
+        if self.step:
+            raise ValueError(f"fine_tune_from needs a Trainer at step 0; this one is at step {self.step}.")
+        if self.num_classes is None:
+            raise ValueError("fine_tune_from needs a class-conditional model (HoUNet(num_classes=K)); "
+                             "this Trainer's model is unconditional (use warm_start for the same run).")
+        source, schedule = ckpt_io.load_weights(path, image_size=self.image_size)
+        ckpt_io.check_same_run({"schedule": ckpt_io.schedule_hash(schedule)},
+                               {"schedule": ckpt_io.schedule_hash(self.schedule)}, repr(path),
+                               advice="a fine-tune needs the schedule the model was trained with")
+        for model in (self.model, self.ema_model):
+            copy_unconditional_weights(model, source)
 
     def export(self, path, dtype="float16"):
         """Save the EMA weights for sampling (``ddpm_lib.checkpoint.load_weights`` reads them)."""

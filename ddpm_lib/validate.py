@@ -11,8 +11,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["positive_int", "non_negative_int", "finite_number", "time_index", "float_tensor",
-           "same_shape", "image_shape"]
+__all__ = ["positive_int", "non_negative_int", "finite_number", "time_index", "class_labels",
+           "float_tensor", "same_shape", "image_shape"]
 
 
 def _is_int(value):
@@ -67,6 +67,37 @@ def time_index(t, timesteps, name="t", batch=None, scalar=False, allow_negative=
         raise ValueError(f"{name} must be code indices {expected} (code t = paper t - 1); "
                          f"got {bad.ravel()[:5].tolist()}.")
     if batch is not None and arr.ndim == 1 and arr.shape[0] != batch:
+        raise ValueError(f"{name} must have shape ({batch},), the images' batch size; "
+                         f"got shape {arr.shape}.")
+    return tf.constant(arr, tf.int32)
+
+
+def class_labels(y, num_classes, name="labels", batch=None, allow_null=False):
+    """Class labels as an int32 tensor of shape (batch,), values in [0, num_classes).
+
+    ``allow_null`` also accepts ``num_classes`` itself, the "null" class (no label) of a
+    class-conditional model (Ho & Salimans, 2022). ``batch`` is the images' batch size, when known.
+    """
+    top = num_classes + 1 if allow_null else num_classes
+    what = (f"integers in [0, {num_classes}] ({num_classes} = the null class)" if allow_null
+            else f"integers in [0, {num_classes})")
+    if tf.is_symbolic_tensor(y):        # inside tf.function: the values are unknown
+        if not y.dtype.is_integer or y.shape.rank != 1:
+            raise ValueError(f"{name} must be {what} of shape (batch,); got dtype {y.dtype.name}, "
+                             f"shape {tuple(y.shape)}.")
+        if batch is not None and y.shape[0] is not None and y.shape[0] != batch:
+            raise ValueError(f"{name} must have shape ({batch},), the images' batch size; "
+                             f"got shape {tuple(y.shape)}.")
+        return tf.cast(y, tf.int32)
+    arr = np.asarray(y)
+    if arr.dtype.kind not in "iu" or arr.ndim != 1:
+        hint = " (cast it, e.g. labels.astype('int32'))" if arr.dtype.kind == "f" else ""
+        raise ValueError(f"{name} must be {what} of shape (batch,){hint}; got dtype {arr.dtype}, "
+                         f"shape {arr.shape}.")
+    bad = arr[(arr < 0) | (arr >= top)]
+    if bad.size:
+        raise ValueError(f"{name} must be {what}; got {bad.ravel()[:5].tolist()}.")
+    if batch is not None and arr.shape[0] != batch:
         raise ValueError(f"{name} must have shape ({batch},), the images' batch size; "
                          f"got shape {arr.shape}.")
     return tf.constant(arr, tf.int32)

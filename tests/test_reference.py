@@ -83,5 +83,6 @@ def test_reference_missing_file(monkeypatch):
 def test_reference_by_name(ref):
     model, _ = ddpm_lib.load_reference("seed-unet")
     assert type(model).__name__ == "UNet" and model.count_params() == ref[0].count_params()
-    with pytest.raises(ValueError, match=r"unknown reference model 'ho'; expected one of \['seed-unet'"):
+    with pytest.raises(ValueError, match=r"unknown reference model 'ho'; expected one of "
+                                         r"\['conditional', 'seed-unet'"):
         ddpm_lib.load_reference("ho")

@@ -1,0 +1,402 @@
+"""Class-conditional HoUNet and classifier-free guidance (Ho & Salimans, 2022): the null class,
+the zero-initialized class embedding, label dropout, guided eps in every sampler, bad inputs."""
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ddpm_lib import reference, sampler
+from ddpm_lib.checkpoint import export_weights, load_weights, variable_keys
+from ddpm_lib.cli import main
+from ddpm_lib.ho_unet import HoUNet, copy_unconditional_weights
+from ddpm_lib.sampler import guided_eps, sample
+from ddpm_lib.schedule import linear_schedule
+from ddpm_lib.trainer import Trainer, drop_labels, train_step
+
+K = 3                                  # classes of the tiny models; label K is the null class
+ARCH = dict(base_channels=8, channel_mult=(1, 2), num_res_blocks=1, attn_resolutions=(16,),
+            dropout=0.0, groups=4)
+
+
+def perturbed(model, seed=0, scale=0.05):
+    """The model with every weight moved by noise (the zero-initialized layers, too)."""
+    rng = np.random.default_rng(seed)
+    model.set_weights([w + scale * rng.standard_normal(w.shape).astype(np.float32)
+                       for w in model.get_weights()])
+    return model
+
+
+def tiny(num_classes=K, seed=0, **kw):
+    keras.utils.set_random_seed(seed)
+    return HoUNet(**dict(ARCH, **kw), num_classes=num_classes).build_for()
+
+
+@pytest.fixture(scope="module")
+def cond():
+    return perturbed(tiny())
+
+
+@pytest.fixture(scope="module")
+def schedule():
+    return linear_schedule(20)
+
+
+X = tf.random.stateless_normal([4, 32, 32, 1], seed=[0, 1])
+T = tf.constant([0, 5, 10, 19])
+Y = tf.constant([0, 1, 2, 1])
+
+
+# ------------------------------------------------------------------------------ the network
+def test_unconditional_network_is_unchanged():
+    """num_classes=None: no class embedding, the config and weight names of older files."""
+    u, c = tiny(None), tiny(K)
+    assert "num_classes" not in u.get_config() and u.num_classes is None
+    assert c.get_config()["num_classes"] == K
+    extra = sorted(set(variable_keys(c)) - set(variable_keys(u)))
+    assert extra == ["class_embedding/embeddings"] and set(variable_keys(u)) < set(variable_keys(c))
+    emb = c.class_embedding.embeddings.numpy()
+    assert emb.shape == (K + 1, 4 * 8) and np.all(emb == 0)          # K labels + null, width 4c
+    assert c.count_params() == u.count_params() + (K + 1) * 32
+
+
+def test_labels_change_the_output_and_none_is_the_null_class(cond):
+    out = cond(X, T, Y)
+    assert out.shape == X.shape and out.dtype == tf.float32
+    other = cond(X, T, tf.constant([2, 0, 1, 0])).numpy()
+    assert np.min(np.max(np.abs(other - out.numpy()), axis=(1, 2, 3))) > 1e-4   # every image
+    null = cond(X, T, tf.fill([4], K)).numpy()
+    np.testing.assert_array_equal(cond(X, T).numpy(), null)
+    np.testing.assert_array_equal(cond(X, T, y=None).numpy(), null)
+    assert np.max(np.abs(null - out.numpy())) > 1e-4
+
+
+def test_zero_embedding_starts_at_the_unconditional_model():
+    """copy_unconditional_weights: every shared weight copied, the class embedding zero, so the
+    conditional eps equals the unconditional eps exactly, for every label and the null class."""
+    u = perturbed(tiny(None, seed=1), seed=1)
+    c = perturbed(tiny(K, seed=2), seed=2)                  # its embedding is not zero now
+    assert copy_unconditional_weights(c, u) is c
+    assert np.all(c.class_embedding.embeddings.numpy() == 0)
+    ref = u(X, T).numpy()
+    assert np.max(np.abs(ref)) > 0.1
+    for y in ([0, 0, 0, 0], [1, 2, 0, 3], [K] * 4):
+        np.testing.assert_array_equal(c(X, T, tf.constant(y)).numpy(), ref)
+    np.testing.assert_array_equal(c(X, T).numpy(), ref)
+
+
+@pytest.mark.parametrize("which, match", [
+    ("both conditional", "unconditional must be an unconditional HoUNet"),
+    ("both unconditional", "model must be a class-conditional HoUNet"),
+    ("other width", r"same architecture; they differ in base_channels \(8 vs 4\)"),
+])
+def test_copy_unconditional_weights_refuses(which, match):
+    target = tiny(None) if which == "both unconditional" else tiny(K)
+    source = {"both conditional": lambda: tiny(K), "both unconditional": lambda: tiny(None),
+              "other width": lambda: tiny(None, base_channels=4)}[which]()
+    with pytest.raises(ValueError, match=match):
+        copy_unconditional_weights(target, source)
+
+
+def test_config_round_trip_and_export(cond, tmp_path):
+    clone = HoUNet.from_config(cond.get_config()).build_for()
+    clone.set_weights(cond.get_weights())
+    np.testing.assert_array_equal(clone(X, T, Y).numpy(), cond(X, T, Y).numpy())
+    path = export_weights(cond, linear_schedule(20), tmp_path / "cond.npz", dtype="float32")
+    assert "weights/class_embedding/embeddings" in np.load(path).files      # keyed by path
+    loaded, schedule = load_weights(path)
+    assert isinstance(loaded, HoUNet) and loaded.num_classes == K and schedule.timesteps == 20
+    np.testing.assert_array_equal(loaded(X, T, Y).numpy(), cond(X, T, Y).numpy())
+
+
+@pytest.mark.parametrize("y, match", [
+    ([0, 1, 2, K + 1], r"y must be integers in \[0, 3\] \(3 = the null class\); got \[4\]"),
+    ([0, -1, 2, 1], r"y must be integers in \[0, 3\].*got \[-1\]"),
+    ([0.0, 1.0, 2.0, 1.0], r"of shape \(batch,\) \(cast it"),
+    ([[0, 1, 2, 1]], r"of shape \(batch,\).*shape \(1, 4\)"),
+    ([0, 1], r"y must have shape \(4,\), the images' batch size; got shape \(2,\)"),
+])
+def test_bad_labels(cond, y, match):
+    with pytest.raises(ValueError, match=match):
+        cond(X, T, tf.constant(y))
+
+
+def test_unconditional_model_refuses_labels():
+    with pytest.raises(ValueError, match=r"unconditional \(num_classes=None\) and takes no labels"):
+        tiny(None)(X, T, Y)
+
+
+def test_bad_num_classes():
+    with pytest.raises(ValueError, match="num_classes must be a positive integer; got 0"):
+        HoUNet(**ARCH, num_classes=0)
+
+
+# ------------------------------------------------------------------------------ guided eps
+class FakeCond:
+    """eps(x, t, y) = (y + 1) x + t / 100: a known function of the label; records its calls."""
+    num_classes, image_channels = K, 1
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, x, t, y=None, training=None):
+        self.calls.append((int(x.shape[0]), y is not None))
+        y = tf.fill(tf.shape(t), K) if y is None else y
+        scale = tf.cast(y + 1, tf.float32)[:, None, None, None]
+        return scale * x + tf.cast(t, tf.float32)[:, None, None, None] / 100.0
+
+
+def fake_eps(x, t, y):
+    return (np.asarray(y, np.float64) + 1)[:, None, None, None] * np.asarray(x, np.float64) + \
+        np.asarray(t, np.float64)[:, None, None, None] / 100.0
+
+
+@pytest.mark.parametrize("w", [0.5, 3.0])
+def test_guided_eps_is_equation_6_in_one_call(w, f32):
+    m = FakeCond()
+    got = guided_eps(m, X, T, Y, w).numpy()
+    e_y, e_null = fake_eps(X, T, Y), fake_eps(X, T, [K] * 4)
+    ref = (1 + w) * e_y - w * e_null                                     # by hand, float64
+    f32(got, ref, scale=np.abs((1 + w) * e_y) + np.abs(w * e_null), what="eps~")
+    assert m.calls == [(8, True)]                            # one call on [x, x] with [y, null]
+
+
+def test_guided_eps_without_guidance_or_labels():
+    m = FakeCond()
+    np.testing.assert_array_equal(guided_eps(m, X, T, Y, 0.0).numpy(),
+                                  m(X, T, Y).numpy())           # w = 0: eps(x, t, y)
+    np.testing.assert_array_equal(guided_eps(m, X, T).numpy(), m(X, T).numpy())
+    assert m.calls == [(4, True), (4, True), (4, False), (4, False)]   # no null half; no y at all
+
+
+class Guided:
+    """An unconditional stand-in that computes eps~ from two *separate* calls of ``model``."""
+
+    def __init__(self, model, labels, w):
+        self.model, self.labels, self.w, self.image_channels = model, labels, w, model.image_channels
+
+    def __call__(self, x, t, training=None):
+        null = tf.fill(tf.shape(t), self.model.num_classes)
+        e_y = self.model(x, t, y=self.labels, training=training)
+        if self.w == 0:
+            return e_y
+        return (1 + self.w) * e_y - self.w * self.model(x, t, y=null, training=training)
+
+
+@pytest.mark.parametrize("method", ["ddpm", "ddim", "dpm_solver"])
+@pytest.mark.parametrize("w", [0.0, 2.0])
+def test_every_sampler_uses_the_guided_eps(cond, schedule, method, w):
+    """sample(labels=y, guidance=w) == the same sampler on eps~ computed by hand; w = 0 is
+    plain conditional sampling (bit for bit)."""
+    kw = dict(method=method, steps=4, seed=3, eta=1.0)
+    got = sample(cond, schedule, (4, 32, 32, 1), labels=Y, guidance=w, **kw).numpy()
+    ref = sample(Guided(cond, Y, w), schedule, (4, 32, 32, 1), **kw).numpy()
+    if w == 0:
+        np.testing.assert_array_equal(got, ref)
+    else:                 # one call on 2 x batch vs two calls: the same numbers up to float32 order
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    plain = sample(cond, schedule, (4, 32, 32, 1), labels=Y, **kw).numpy()
+    assert (np.array_equal(got, plain) if w == 0 else np.max(np.abs(got - plain)) > 1e-3)
+
+
+def test_conditional_model_without_labels_samples_the_null_class(cond, schedule):
+    kw = dict(method="ddim", steps=3, seed=4)
+    got = sample(cond, schedule, (4, 32, 32, 1), **kw).numpy()
+    ref = sample(Guided(cond, tf.fill([4], K), 0.0), schedule, (4, 32, 32, 1), **kw).numpy()
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_labels_are_an_input_not_a_retrace(schedule):
+    model = perturbed(tiny(seed=5), seed=5)
+    kw = dict(method="ddim", steps=2, seed=0, guidance=1.0)
+    a = sample(model, schedule, (4, 32, 32, 1), labels=[0, 0, 0, 0], **kw)
+    b = sample(model, schedule, (4, 32, 32, 1), labels=[2, 2, 2, 2], **kw)
+    assert np.max(np.abs(a.numpy() - b.numpy())) > 1e-3
+    fns = list(sampler._CACHE[model].values())
+    assert len(fns) == 1 and fns[0].experimental_get_tracing_count() == 1
+    sample(model, schedule, (4, 32, 32, 1), labels=[1, 1, 1, 1], **dict(kw, guidance=2.0))
+    assert len(sampler._CACHE[model]) == 2                    # guidance is part of the key
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(labels=[0, 1, 2, K]), r"labels must be integers in \[0, 3\); got \[3\]"),
+    (dict(labels=[0, 1, 2, -1]), r"labels must be integers in \[0, 3\); got \[-1\]"),
+    (dict(labels=[0.0, 1.0, 2.0, 1.0]), r"labels must be integers in \[0, 3\) of shape \(batch,\)"),
+    (dict(labels=[0, 1]), r"labels must have shape \(4,\), the images' batch size"),
+    (dict(labels=[[0, 1, 2, 1]]), r"of shape \(batch,\).*shape \(1, 4\)"),
+    (dict(labels=[0, 1, 2, 1], guidance=-1.0), "guidance must be a finite number >= 0; got -1.0"),
+    (dict(labels=[0, 1, 2, 1], guidance=float("nan")), "guidance must be a finite number; got nan"),
+    (dict(labels=[0, 1, 2, 1], guidance=float("inf")), "guidance must be a finite number; got inf"),
+    (dict(labels=[0, 1, 2, 1], guidance="2"), "guidance must be a finite number; got '2'"),
+    (dict(guidance=1.0), r"guidance=1.0 needs labels"),
+])
+def test_sample_bad_inputs(cond, schedule, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        sample(cond, schedule, (4, 32, 32, 1), method="ddim", steps=2, **kwargs)
+
+
+def test_sample_refuses_labels_for_an_unconditional_model(schedule):
+    with pytest.raises(ValueError, match=r"labels were given but the model is unconditional \(HoUNet"):
+        sample(tiny(None), schedule, (4, 32, 32, 1), steps=2, labels=[0, 1, 2, 1])
+
+
+# -------------------------------------------------------------------------- label dropout
+def test_drop_labels_rate_and_reproducibility():
+    y = tf.constant(np.arange(100_000) % 10, tf.int32)
+    for p in (0.1, 0.2):
+        a = drop_labels(y, 7, seed=0, p_uncond=p, null=10).numpy()
+        dropped = a == 10
+        # a binomial(100000, p) count: 5 standard deviations is about 0.5% of the labels
+        assert abs(dropped.mean() - p) < 5 * np.sqrt(p * (1 - p) / y.shape[0]), dropped.mean()
+        np.testing.assert_array_equal(a[~dropped], y.numpy()[~dropped])   # the rest unchanged
+    a = drop_labels(y, 7, seed=0, p_uncond=0.2, null=10).numpy()
+    np.testing.assert_array_equal(drop_labels(y, tf.constant(7, tf.int64), 0, 0.2, 10).numpy(), a)
+    for step, seed in ((8, 0), (7, 1)):
+        assert np.mean(drop_labels(y, step, seed, 0.2, 10).numpy() != a) > 0.1
+    assert np.all(drop_labels(y, 7, 0, 0.0, 10).numpy() == y.numpy())
+
+
+def test_train_step_with_labels_is_l_simple(cond, schedule):
+    model = HoUNet.from_config(dict(cond.get_config(), name="ts")).build_for()
+    model.set_weights(cond.get_weights())
+    x0 = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 1)).astype(np.float32)
+    eps = tf.random.stateless_normal(x0.shape, seed=[1, 2])
+    x_t = schedule.q_sample(x0, T, eps)
+    ref = float(np.mean((eps.numpy() - model(x_t, T, Y).numpy().astype(np.float64)) ** 2))
+    loss = train_step(model, keras.optimizers.AdamW(1e-3), schedule, x0, T, eps, y=Y)
+    np.testing.assert_allclose(float(loss), ref, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------ the Trainer
+N, M = 3, 2
+TCFG = dict(batch_size=8, learning_rate=1e-3, seed=0, verbose=False, p_uncond=0.5)
+TARCH = dict(base_channels=8, channel_mult=(1,), num_res_blocks=1, attn_resolutions=(),
+             dropout=0.0, groups=4)
+
+
+def tiny_trainer(schedule, num_classes=10, seed=0, **kw):
+    keras.utils.set_random_seed(seed)
+    return Trainer(HoUNet(**TARCH, num_classes=num_classes), schedule, **dict(TCFG, **kw))
+
+
+def state(tr):
+    return [v.numpy().copy() for v in tr.model.weights + tr.ema_model.weights + tr.optimizer.variables]
+
+
+@pytest.fixture(scope="module")
+def data(sample_images):
+    images, labels = sample_images
+    return images[:200], labels[:200]
+
+
+def test_conditional_training_resumes_exactly(schedule, data, tmp_path):
+    """N + M steps in one go == N steps, save, restore into a new Trainer, M steps (label drops
+    included: they are a function of (seed, step))."""
+    images, labels = data
+    a = tiny_trainer(schedule, checkpoint_dir=str(tmp_path), checkpoint_every=N)
+    saved = {}
+    a.fit(images, N + M, labels=labels, log_every=1,
+          callback=lambda tr, step, loss: saved.setdefault("path", tr.save()) if step == N else None)
+    assert a.hparams["p_uncond"] == 0.5 and np.any(a.model.class_embedding.embeddings.numpy() != 0)
+    c = tiny_trainer(schedule, seed=1)
+    assert c.restore(saved["path"]) == N
+    c.fit(images, M, labels=labels, log_every=1)
+    for x, y in zip(state(a), state(c)):
+        np.testing.assert_array_equal(x, y)
+    assert [h["loss"] for h in c.history] == [h["loss"] for h in a.history]
+    # another p_uncond gives other weights: the drops do enter training
+    b = tiny_trainer(schedule, p_uncond=0.0)
+    b.fit(images, N + M, labels=labels)
+    assert any(np.max(np.abs(x - y)) > 0 for x, y in zip(state(a), state(b)))
+
+
+def test_fit_checks_the_labels(schedule, data, tiny_eps_cls):
+    images, labels = data
+    tr = tiny_trainer(schedule)
+    for kwargs, match in ((dict(), "the model is class-conditional \\(num_classes=10\\); pass labels"),
+                          (dict(labels=labels[:10]), r"labels must have shape \(200,\)"),
+                          (dict(labels=labels.astype(np.float32)), "labels must be integers"),
+                          (dict(labels=np.full(200, 10)), r"labels must be integers in \[0, 10\)"),
+                          (dict(labels=labels, val_images=images), "pass val_labels")):
+        with pytest.raises(ValueError, match=match):
+            tr.fit(images, 1, **kwargs)
+    keras.utils.set_random_seed(0)
+    plain = Trainer(tiny_eps_cls(), schedule, **dict(TCFG))
+    with pytest.raises(ValueError, match="labels were given but the model is unconditional"):
+        plain.fit(images, 1, labels=labels)
+    with pytest.raises(ValueError, match=r"p_uncond must be a probability in \[0, 1\); got 1.0"):
+        tiny_trainer(schedule, p_uncond=1.0)
+
+
+def test_fine_tune_from_an_unconditional_export(schedule, data, tmp_path):
+    images, labels = data
+    u = tiny_trainer(schedule, num_classes=None, seed=3)
+    u.fit(images, 2)
+    path = u.export(tmp_path / "u.npz", dtype="float32")
+    c = tiny_trainer(schedule, seed=4)
+    assert c.fine_tune_from(str(path)) is None and c.step == 0
+    x, t = tf.random.stateless_normal([3, 32, 32, 1], seed=[5, 6]), tf.constant([1, 10, 19])
+    ref = u.ema_model(x, t).numpy()
+    for m in (c.model, c.ema_model):
+        np.testing.assert_array_equal(m(x, t, tf.constant([0, 9, 10])).numpy(), ref)
+    c.fit(images, 2, labels=labels)
+    assert [h["step"] for h in c.history][-1] == 2
+    with pytest.raises(ValueError, match="needs a Trainer at step 0; this one is at step 2"):
+        c.fine_tune_from(str(path))
+    with pytest.raises(ValueError, match="needs a class-conditional model"):
+        tiny_trainer(schedule, num_classes=None).fine_tune_from(str(path))
+    with pytest.raises(ValueError, match="schedule: saved"):
+        tiny_trainer(linear_schedule(30)).fine_tune_from(str(path))
+    keras.utils.set_random_seed(0)
+    wide = Trainer(HoUNet(**dict(TARCH, base_channels=4), num_classes=10), schedule, **TCFG)
+    with pytest.raises(ValueError, match=r"differ in base_channels \(4 vs 8\)"):
+        wide.fine_tune_from(str(path))
+
+
+# -------------------------------------------------------------------------------- CLI, reference
+CLI_ARCH = ["--data", "sample", "--base-channels", "8", "--channel-mult", "1", "--groups", "4",
+            "--num-res-blocks", "1", "--attn-resolutions", "32", "--timesteps", "20",
+            "--batch-size", "4", "--quiet", "--log-every", "1"]
+
+
+def test_cli_fine_tunes_a_conditional_model(tmp_path, capsys):
+    """train an unconditional model and export it; `train --conditional --init-weights` starts
+    a conditional run from it at step 0 with the labels of the data."""
+    assert main(["train", "--checkpoint-dir", str(tmp_path / "u"), "--steps", "1", *CLI_ARCH,
+                 "--export", str(tmp_path / "u.npz")]) == 0
+    assert main(["train", "--checkpoint-dir", str(tmp_path / "c"), "--steps", "2", *CLI_ARCH,
+                 "--conditional", "--p-uncond", "0.2", "--init-weights", str(tmp_path / "u.npz"),
+                 "--seed", "1", "--export", str(tmp_path / "c.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "fine-tuning from the unconditional weights" in out and "step 2" in out
+    cfg = json.loads((tmp_path / "c" / "train_config.json").read_text())
+    assert cfg["num_classes"] == 10 and cfg["p_uncond"] == 0.2
+    assert json.loads((tmp_path / "u" / "train_config.json").read_text())["num_classes"] is None
+    model, _ = load_weights(tmp_path / "c.npz")
+    assert model.num_classes == 10
+    # resuming with another p_uncond is another run
+    assert main(["train", "--checkpoint-dir", str(tmp_path / "c"), "--steps", "3", *CLI_ARCH,
+                 "--conditional", "--p-uncond", "0.3", "--seed", "1"]) == 2
+    assert "--p-uncond: saved 0.2, given 0.3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--conditional", "--arch", "seed"], "--conditional needs --arch ho (HoUNet); got --arch seed."),
+    (["--conditional", "--p-uncond", "1"], r"--p-uncond must be a finite number in [0, 1); got 1.0."),
+])
+def test_cli_bad_conditional_flags(tmp_path, capsys, extra, message):
+    assert main(["train", "--checkpoint-dir", str(tmp_path / "r"), "--steps", "1", "--data",
+                 "sample", *extra]) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_load_reference_conditional():
+    """A conditional HoUNet(num_classes=10) once its file is shipped; until then, a clear error."""
+    assert reference.REFERENCE_MODELS["conditional"] == "fashion_mnist_ho_unet_cond.npz"
+    try:
+        model, schedule = reference.load_reference("conditional")
+    except FileNotFoundError as e:
+        assert "fashion_mnist_ho_unet_cond.npz are missing" in str(e)
+        return
+    assert isinstance(model, HoUNet) and model.num_classes == 10 and schedule.timesteps == 1000
