@@ -3,6 +3,7 @@
     python -m ddpm_lib train --data fashion_mnist --checkpoint-dir runs/fmnist --steps 20000
     python -m ddpm_lib train --conditional --init-weights uncond.npz --checkpoint-dir runs/cond ...
     python -m ddpm_lib sample --checkpoint-dir runs/fmnist --n 64 --method ddim --steps 50 --out grid.png
+    python -m ddpm_lib sample --weights cond.npz --n 20 --labels 0,1,2,3,4,5,6,7,8,9 --guidance 2 ...
     python -m ddpm_lib export --checkpoint-dir runs/fmnist --out weights.npz
 
 ``train`` resumes from the newest checkpoint in ``--checkpoint-dir`` and trains until the total
@@ -51,6 +52,17 @@ def _int_list(text):
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, e.g. 1,2,2; got {text!r}")
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers, e.g. 1,2,2; got {text!r}")
+    return values
+
+
+def _label_list(text):
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated class labels, e.g. 0,1,2; "
+                                         f"got {text!r}")
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected non-negative class labels, e.g. 0,1,2; got {text!r}")
     return values
 
 
@@ -128,6 +140,13 @@ def _sample_parser(sub):
     p.add_argument("--variance", default="posterior", choices=["posterior", "beta"])
     p.add_argument("--clip-x0", action="store_true",
                    help="clip the predicted x_0 to [-1, 1] in every step (as Ho et al.'s code)")
+    p.add_argument("--labels", type=_label_list,
+                   help="class-conditional models: the class of each image, comma-separated and "
+                        "repeated up to --n images, e.g. 0,1,2,3,4,5,6,7,8,9 (default: none, "
+                        "unconditional sampling)")
+    p.add_argument("--guidance", type=float, default=0.0,
+                   help="classifier-free guidance strength w >= 0, with --labels: eps = (1 + w) "
+                        "eps(x, t, y) - w eps(x, t, null) (0: plain conditional sampling)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--out", default="samples.png", help="grid image (.png) or raw arrays (.npz)")
@@ -242,6 +261,10 @@ def _check_sample_args(args):
     if args.steps is not None:
         _check(positive_int, args.steps, "--steps")
     _check_number(args.eta, "--eta", low=0)
+    _check_number(args.guidance, "--guidance", low=0)
+    if args.guidance and args.labels is None:
+        raise UsageError(f"--guidance {args.guidance} needs --labels (classifier-free guidance "
+                         "steers towards a class).")
     if args.checkpoint_dir is not None:
         _check_existing_dir(args.checkpoint_dir, "--checkpoint-dir")
     if args.weights is not None and not os.path.isfile(args.weights):
@@ -495,6 +518,12 @@ def _load_model(args):
     if args.steps is not None and args.steps > schedule.timesteps:
         raise UsageError(f"--steps must be an integer in [1, {schedule.timesteps}] (the model's "
                          f"T); got {args.steps}.")
+    if args.labels is not None:
+        from .validate import class_labels
+        if getattr(model, "num_classes", None) is None:
+            raise UsageError("--labels needs a class-conditional model (train --conditional); "
+                             "this one is unconditional.")
+        _check(class_labels, args.labels, model.num_classes, "--labels")
     return model, schedule
 
 
@@ -504,10 +533,11 @@ def cmd_sample(args):
     from . import viz
     model, schedule = _load_model(args)
     shape = (args.n, args.image_size, args.image_size, model.image_channels)
+    labels = None if args.labels is None else np.resize(np.array(args.labels, np.int32), args.n)
     t0 = time.perf_counter()
     out = sample(model, schedule, shape, method=args.method, steps=args.steps, eta=args.eta,
                  seed=args.seed, variance=args.variance, return_trajectory=bool(args.gif),
-                 clip_x0=args.clip_x0)
+                 clip_x0=args.clip_x0, labels=labels, guidance=args.guidance)
     x0, traj = out if args.gif else (out, None)
     dt = time.perf_counter() - t0
     if args.out.lower().endswith(".npz"):

@@ -143,7 +143,7 @@ class Upsample(layers.Layer):
 
 
 class HoUNet(keras.Model):
-    """eps_theta(x_t, t[, y]), the UNet of Ho et al. (2020). Call as ``model(x_t, t)`` or ``model(x_t, t, y)``.
+    """eps_theta(x_t, t[, y]), the UNet of Ho et al. (2020). Call as ``model(x_t, t[, y])``.
 
     Args:
         image_channels: channels of the images (1 for Fashion-MNIST, 3 for CIFAR-10).

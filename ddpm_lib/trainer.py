@@ -11,9 +11,10 @@ Class-conditional models (``HoUNet(num_classes=K)``) train as in Ho & Salimans' 
 learns the conditional eps_theta(x_t, t, y) and the unconditional eps_theta(x_t, t, null).
 
 Every random number is *stateless*: the k-th batch, its times t, its noise eps (and its dropped
-labels) are functions of ``(seed, k)`` only. The full state of training is therefore the weights, the EMA weights, the
-optimizer variables and the step, exactly what a checkpoint holds, so training N + M steps in one
-go and training N, stopping, restoring and training M more give the same weights.
+labels) are functions of ``(seed, k)`` only. The full state of training is therefore the weights,
+the EMA weights, the optimizer variables and the step, exactly what a checkpoint holds, so
+training N + M steps in one go and training N, stopping, restoring and training M more give the
+same weights.
 """
 from __future__ import annotations
 
@@ -265,7 +266,7 @@ class Trainer:
         if labels is None:
             ds = ds.enumerate(start=start_step).map(              # 2: x0 ~ q(x0), then lines 3-4
                 lambda step, x0: (x0, *draw_t_eps(x0, step, self.seed, self.schedule.timesteps)))
-        else:                                                     # (x0, y) ~ q(x0, y), c <- null w.p. p_uncond
+        else:                                   # (x0, y) ~ q(x0, y), then y <- null w.p. p_uncond
             ds = ds.enumerate(start=start_step).map(
                 lambda step, x0_y: (x0_y[0], *draw_t_eps(x0_y[0], step, self.seed,
                                                          self.schedule.timesteps),
@@ -380,9 +381,9 @@ class Trainer:
                             for key, m in (("val_loss", self.model), ("val_loss_ema", self.ema_model))}
         out = {}
         for key, fn in self._val_fn.items():
-            losses = [fn(x_t[i:i + self.batch_size], t[i:i + self.batch_size], noise[i:i + self.batch_size],
-                         None if y is None else y[i:i + self.batch_size])
-                      for i in range(0, x_t.shape[0], self.batch_size)]
+            b = self.batch_size
+            losses = [fn(x_t[i:i + b], t[i:i + b], noise[i:i + b], None if y is None else y[i:i + b])
+                      for i in range(0, x_t.shape[0], b)]
             out[key] = float(tf.reduce_mean(tf.concat(losses, 0)))
         return out
 
@@ -479,7 +480,8 @@ class Trainer:
         Only a Trainer at step 0 can be fine-tuned from a file.
         """
         if self.step:
-            raise ValueError(f"fine_tune_from needs a Trainer at step 0; this one is at step {self.step}.")
+            raise ValueError(f"fine_tune_from needs a Trainer at step 0; this one is at step "
+                             f"{self.step}.")
         if self.num_classes is None:
             raise ValueError("fine_tune_from needs a class-conditional model (HoUNet(num_classes=K)); "
                              "this Trainer's model is unconditional (use warm_start for the same run).")

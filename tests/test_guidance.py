@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from ddpm_lib import reference, sampler
 from ddpm_lib.checkpoint import export_weights, load_weights, variable_keys
+from ddpm_lib.data import to_uint8
 from ddpm_lib.cli import main
 from ddpm_lib.ho_unet import HoUNet, copy_unconditional_weights
 from ddpm_lib.sampler import guided_eps, sample
@@ -342,6 +343,12 @@ def test_fine_tune_from_an_unconditional_export(schedule, data, tmp_path):
         np.testing.assert_array_equal(m(x, t, tf.constant([0, 9, 10])).numpy(), ref)
     c.fit(images, 2, labels=labels)
     assert [h["step"] for h in c.history][-1] == 2
+    # the validation loss of a conditional model is that of eps(x_t, t, y) with the given labels
+    losses = []
+    for y in (labels[:32], (labels[:32] + 1) % 10):
+        c.fit(images, 0, labels=labels, val_images=images[:32], val_labels=y)
+        losses.append(c.validation_loss()["val_loss"])
+    assert np.all(np.isfinite(losses)) and losses[0] != losses[1]
     with pytest.raises(ValueError, match="needs a Trainer at step 0; this one is at step 2"):
         c.fine_tune_from(str(path))
     with pytest.raises(ValueError, match="needs a class-conditional model"):
@@ -379,6 +386,25 @@ def test_cli_fine_tunes_a_conditional_model(tmp_path, capsys):
     assert main(["train", "--checkpoint-dir", str(tmp_path / "c"), "--steps", "3", *CLI_ARCH,
                  "--conditional", "--p-uncond", "0.3", "--seed", "1"]) == 2
     assert "--p-uncond: saved 0.2, given 0.3" in capsys.readouterr().err
+    # sample --labels --guidance: the images of sample(labels=, guidance=), labels repeated to --n
+    assert main(["sample", "--weights", str(tmp_path / "c.npz"), "--n", "4", "--labels", "0,9",
+                 "--guidance", "2", "--method", "ddim", "--steps", "3", "--seed", "1",
+                 "--out", str(tmp_path / "x.npz")]) == 0
+    ref = sample(model, linear_schedule(20), (4, 32, 32, 1), method="ddim", steps=3, seed=1,
+                 labels=[0, 9, 0, 9], guidance=2.0)
+    np.testing.assert_array_equal(np.load(tmp_path / "x.npz")["images"], to_uint8(ref.numpy()))
+    capsys.readouterr()
+    for weights, extra, message in (
+            ("c.npz", ["--labels", "0,10"], r"--labels must be integers in [0, 10); got [10]."),
+            ("c.npz", ["--guidance", "1"], "--guidance 1.0 needs --labels (classifier-free "
+                                           "guidance steers towards a class)."),
+            ("c.npz", ["--labels", "1", "--guidance", "-1"],
+             "--guidance must be a finite number >= 0; got -1.0."),
+            ("u.npz", ["--labels", "1"], "--labels needs a class-conditional model (train "
+                                         "--conditional); this one is unconditional.")):
+        assert main(["sample", "--weights", str(tmp_path / weights), "--n", "2", "--steps", "2",
+                     "--out", str(tmp_path / "y.png"), *extra]) == 2
+        assert capsys.readouterr().err == f"error: {message}\n"
 
 
 @pytest.mark.parametrize("extra, message", [
