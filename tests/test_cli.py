@@ -114,7 +114,7 @@ def test_export_is_loadable(trained, python_runner, tmp_path):
     assert model.trained_timesteps == 50
     # the exported weights are the checkpoint's EMA weights, rounded to float16
     ckpt = ck.read_npz(ck.latest_checkpoint(d))
-    ema = [ckpt[f"ema/{i:04d}"] for i in range(len(model.weights))]
+    ema = [ckpt[f"ema/{k}"] for k in ck.variable_keys(model)]
     for w, e in zip(model.get_weights(), ema):
         np.testing.assert_array_equal(w, e.astype(np.float16).astype(np.float32))
     assert ck.read_npz(out)["meta"]["extra"]["step"] == 5
