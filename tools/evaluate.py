@@ -33,11 +33,14 @@ def main():
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--eta", type=float, default=0.0)
     p.add_argument("--variance", default="posterior", choices=["posterior", "beta"])
+    p.add_argument("--clip-x0", action="store_true", help="clip the predicted x_0 in every step")
     p.add_argument("--batch-size", type=int, default=250)
     p.add_argument("--cache-dir", default=None, help="keep the samples here (generate_images)")
     args = p.parse_args()
     model, schedule = (load_weights(args.weights) if args.weights else load_reference(args.reference))
     kwargs = dict(method=args.method, steps=args.steps)
+    if args.clip_x0:
+        kwargs["clip_x0"] = True
     if args.method == "ddim":
         kwargs["eta"] = args.eta
     if args.method == "ddpm":
