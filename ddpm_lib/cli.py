@@ -389,6 +389,75 @@ def _flag(key):
     return "--" + key.replace("_", "-")
 
 
+def _init_weights_error(path, error):
+    """One line for a refused ``--init-weights`` file, naming the file once."""
+    message = str(error)
+    if message.startswith(repr(path)):
+        return f"--init-weights {message}"
+    return f"--init-weights {path!r}: {message}"
+
+
+def _check_init_weights(meta, cfg, path, fine_tune):
+    """The exported weights ``meta`` (from ``read_npz``) fit the run ``cfg``, in flag names.
+
+    A warm start continues the run that exported them: the same network, schedule, --batch-size,
+    --seed and --image-size. A fine-tune (``--conditional`` from an unconditional file) needs
+    the same network but for the classes, and the same schedule.
+    """
+    from .checkpoint import check_same_run, schedule_from_meta, schedule_hash
+    net = meta.get("model_config") or {}
+    arch = {"HoUNet": "ho", "UNet": "seed"}.get(meta.get("model_class"))
+    if arch is None:                # not a weights file: Trainer.warm_start says so
+        return
+    saved = {"arch": arch}
+    if arch == cfg["arch"]:
+        saved.update({"channels": net.get("image_channels"), "base_channels": net.get("base_channels"),
+                      **{k: net.get(k) for k in _NET_KEYS[arch]},
+                      "timesteps": len(meta.get("betas") or ())})
+        if arch == "ho":
+            saved["image_size"] = net.get("image_size")
+        if saved["timesteps"] == cfg["timesteps"]:      # the same T: the same betas?
+            betas = schedule_hash(schedule_from_meta(meta))
+            saved["schedule"] = next(
+                (name for name in ("linear", "cosine")
+                 if schedule_hash(_make_schedule(name, cfg["timesteps"])) == betas), "another")
+        if not fine_tune:
+            hparams = (meta.get("extra") or {}).get("hparams") or {}
+            saved["num_classes"] = net.get("num_classes")
+            saved.update({k: hparams[k] for k in ("batch_size", "seed", "image_size") if k in hparams})
+    given = {k: cfg.get(k) for k in saved}
+    names = {"channels": "image channels (of --data)", "num_classes": "classes (--conditional)"}
+    advice = ("a fine-tune needs the unconditional model's architecture and schedule" if fine_tune
+              else "a warm start continues the run that exported them: give its settings")
+    try:
+        check_same_run(saved, given, f"--init-weights {path!r}",
+                       name=lambda k: names.get(k, _flag(k)), advice=advice)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _start_from_weights(trainer, args, cfg):
+    """Warm-start or fine-tune ``trainer`` from ``--init-weights``; returns the start's message."""
+    from .checkpoint import read_npz
+    path = args.init_weights
+    try:
+        meta = read_npz(path)["meta"]
+    except (OSError, ValueError) as e:
+        raise UsageError(_init_weights_error(path, e)) from None
+    fine_tune = args.conditional and "num_classes" not in (meta.get("model_config") or {})
+    _check_init_weights(meta, cfg, path, fine_tune)
+    try:
+        if fine_tune:
+            trainer.fine_tune_from(path)
+            return (f"fine-tuning from the unconditional weights {path} (class embedding zero, "
+                    "step 0, a fresh optimizer)")
+        start = trainer.warm_start(path)
+    except (OSError, ValueError) as e:
+        raise UsageError(_init_weights_error(path, e)) from None
+    cfg["warm_start"] = {"file": os.path.basename(path), "step": start}
+    return f"warm-started from {path} (EMA weights of step {start}; the optimizer starts afresh)"
+
+
 def cmd_train(args):
     from .checkpoint import atomic_write_json, check_same_run
     _check_train_args(args)
@@ -421,6 +490,18 @@ def cmd_train(args):
                            advice="use the saved values to resume, or a new --checkpoint-dir")
         except ValueError as e:
             raise UsageError(str(e)) from None
+    # How the run starts (resume, warm start, fine-tune or from scratch), decided and checked
+    # on the Trainer (no data needed) before any data are loaded and anything is written.
+    trainer = _trainer_from_config(cfg, args.checkpoint_dir, verbose=not args.quiet,
+                                   checkpoint_every=args.checkpoint_every, jit=args.jit)
+    start = trainer.restore()
+    if start:
+        how = f"resumed at step {start}" + (" (--init-weights ignored: resuming from the "
+                                             "checkpoint)" if args.init_weights else "")
+    elif args.init_weights:
+        how = _start_from_weights(trainer, args, cfg)
+    else:
+        how = "starting from scratch"
     # -- the inputs are good: the work starts here
     if args.data == "sample":
         from .data import load_sample
@@ -430,32 +511,8 @@ def cmd_train(args):
     if not args.conditional:
         labels = val_labels = None
     os.makedirs(args.checkpoint_dir, exist_ok=True)
-    if saved is None:
+    if saved is None or not start:             # a run that begins now: its record says how
         atomic_write_json(cfg_path, cfg)
-    trainer = _trainer_from_config(cfg, args.checkpoint_dir, verbose=not args.quiet,
-                                   checkpoint_every=args.checkpoint_every, jit=args.jit)
-    start = trainer.restore()
-    if start:
-        how = f"resumed at step {start}" + (" (--init-weights ignored: resuming from the "
-                                             "checkpoint)" if args.init_weights else "")
-    elif args.init_weights:
-        from .checkpoint import read_npz
-        try:
-            source = read_npz(args.init_weights)["meta"].get("model_config", {})
-            if args.conditional and "num_classes" not in source:
-                trainer.fine_tune_from(args.init_weights)
-                how = (f"fine-tuning from the unconditional weights {args.init_weights} (class "
-                       "embedding zero, step 0, a fresh optimizer)")
-            else:
-                start = trainer.warm_start(args.init_weights)
-                how = (f"warm-started from {args.init_weights} (EMA weights of step {start}; the "
-                       "optimizer starts afresh)")
-        except (OSError, ValueError) as e:
-            raise UsageError(f"--init-weights {args.init_weights!r}: {e}") from None
-        cfg["warm_start"] = {"file": os.path.basename(args.init_weights), "step": start}
-        atomic_write_json(cfg_path, cfg)           # the run's record says how it began
-    else:
-        how = "starting from scratch"
     print(f"{how}; {len(images)} training images; model {trainer.model.count_params():,} parameters",
           flush=True)
     remaining = args.steps - trainer.step

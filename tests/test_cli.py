@@ -127,20 +127,36 @@ def test_export_is_loadable(trained, python_runner, tmp_path):
         np.testing.assert_array_equal(exported[key], from_train[key])
 
 
-def test_init_weights_warm_starts_a_new_run(trained, python_runner, tmp_path):
-    """`train --init-weights` continues an exported run's step count in a new checkpoint dir."""
+def test_init_weights_warm_starts_a_new_run(trained, tmp_path, capsys, monkeypatch):
+    """`train --init-weights` continues an exported run's step count in a new checkpoint dir (in
+    process). A file of another run is refused in one line naming the flags, before the data are
+    loaded and before anything is written, so the corrected command then runs in the same dir."""
+    import ddpm_lib.data
     d, _, _ = trained
     weights, new = tmp_path / "w32.npz", tmp_path / "new"
-    cli(python_runner, "export", "--checkpoint-dir", d, "--out", weights, "--dtype", "float32")
-    proc = cli(python_runner, "train", "--checkpoint-dir", new, "--steps", 7, *TINY,
-               "--init-weights", weights)
-    assert "warm-started from" in proc.stdout and "EMA weights of step 5" in proc.stdout
-    assert [h["step"] for h in history_lines(proc.stdout)] == [6, 7]
-    bad = cli(python_runner, "train", "--checkpoint-dir", tmp_path / "other", "--steps", 7,
-              *tiny(batch_size=4), "--init-weights", weights, check=False)
-    assert bad.returncode == 2
-    lines = own_lines(bad.stderr)
-    assert len(lines) == 1 and "--init-weights" in lines[0] and "batch_size: saved 8, given 4" in lines[0]
+    assert main(["export", "--checkpoint-dir", str(d), "--out", str(weights), "--dtype", "float32"]) == 0
+    capsys.readouterr()
+    with monkeypatch.context() as m:
+        m.setattr(ddpm_lib.data, "load_sample", lambda: pytest.fail("the data were loaded"))
+        assert main(["train", "--checkpoint-dir", str(new), "--steps", "6", *tiny(batch_size=4),
+                     "--init-weights", str(weights)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --init-weights {str(weights)!r} holds a run with another configuration "
+        "(--batch-size: saved 8, given 4); a warm start continues the run that exported them: "
+        "give its settings.\n")
+    assert not new.exists()                                  # no train_config.json to block the retry
+    assert main(["train", "--checkpoint-dir", str(new), "--steps", "6", *TINY,
+                 "--init-weights", str(weights)]) == 0
+    out = capsys.readouterr().out
+    assert "warm-started from" in out and "EMA weights of step 5" in out
+    assert [h["step"] for h in history_lines(out)] == [6]
+    assert json.loads((new / "train_config.json").read_text())["warm_start"] == {
+        "file": "w32.npz", "step": 5}
+    # another network is named by its flags too
+    assert main(["train", "--checkpoint-dir", str(tmp_path / "other"), "--steps", "6",
+                 *TINY, "--base-channels", "16", "--init-weights", str(weights)]) == 2
+    assert "(--base-channels: saved 8, given 16)" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
 
 
 def test_sample_clip_x0_matches_the_library(trained, python_runner, tmp_path):
