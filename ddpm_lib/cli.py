@@ -119,7 +119,8 @@ def _train_parser(sub):
     p.add_argument("--init-weights",
                    help="only when --checkpoint-dir has no checkpoint: warm-start from these "
                         "exported weights (`export --dtype float32`) of the same run, continuing "
-                        "its step count with a fresh optimizer; not an exact resume. With "
+                        "its step count with a fresh optimizer; not an exact resume (a float16 "
+                        "export, the default, works too: its weights are rounded to float16). With "
                         "--conditional and the weights of an *unconditional* model of the same "
                         "architecture: fine-tune from them (class embedding zero, step 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -437,25 +438,35 @@ def _check_init_weights(meta, cfg, path, fine_tune):
 
 
 def _start_from_weights(trainer, args, cfg):
-    """Warm-start or fine-tune ``trainer`` from ``--init-weights``; returns the start's message."""
+    """Warm-start or fine-tune ``trainer`` from ``--init-weights``; returns the start's message.
+
+    The run's record in ``cfg`` says how it began: ``warm_start`` (file, step, dtype) or
+    ``fine_tuned_from`` (file, dtype). A float16 file (``export``'s default, e.g. the shipped
+    reference weights) is accepted, and the message and record say that its weights are rounded.
+    """
     from .checkpoint import read_npz
     path = args.init_weights
     try:
-        meta = read_npz(path)["meta"]
+        data = read_npz(path)
     except (OSError, ValueError) as e:
         raise UsageError(_init_weights_error(path, e)) from None
+    meta = data["meta"]
     fine_tune = args.conditional and "num_classes" not in (meta.get("model_config") or {})
     _check_init_weights(meta, cfg, path, fine_tune)
+    dtype = "+".join(sorted({v.dtype.name for k, v in data.items() if k != "meta"}))
+    rounded = " (float16 weights, rounded)" if "float16" in dtype else ""
+    record = {"file": os.path.basename(path), "dtype": dtype}
     try:
         if fine_tune:
             trainer.fine_tune_from(path)
-            return (f"fine-tuning from the unconditional weights {path} (class embedding zero, "
-                    "step 0, a fresh optimizer)")
+            cfg["fine_tuned_from"] = record
+            return (f"fine-tuning from the unconditional weights {path}{rounded}: class embedding "
+                    "zero, step 0, a fresh optimizer")
         start = trainer.warm_start(path)
     except (OSError, ValueError) as e:
         raise UsageError(_init_weights_error(path, e)) from None
-    cfg["warm_start"] = {"file": os.path.basename(path), "step": start}
-    return f"warm-started from {path} (EMA weights of step {start}; the optimizer starts afresh)"
+    cfg["warm_start"] = dict(record, step=start)
+    return f"warm-started from {path}{rounded}: EMA weights of step {start}, the optimizer starts afresh"
 
 
 def cmd_train(args):

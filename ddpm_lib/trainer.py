@@ -442,6 +442,9 @@ class Trainer:
         continue from the step they were exported at. The optimizer starts afresh, so its learning-rate
         warm-up and the EMA's decay warm-up run again: this is *not* an exact resume (use
         :meth:`restore` whenever a checkpoint exists). Only a Trainer at step 0 can be warm-started.
+        A float16 file (``export``'s default, as the shipped reference weights) is accepted: the
+        weights are then the EMA weights rounded to float16 (11 significant bits), not
+        the EMA weights themselves; ``export(path, dtype="float32")`` keeps them exactly.
         """
         if self.step:
             raise ValueError(f"warm_start needs a Trainer at step 0; this one is at step {self.step}.")

@@ -151,12 +151,51 @@ def test_init_weights_warm_starts_a_new_run(trained, tmp_path, capsys, monkeypat
     assert "warm-started from" in out and "EMA weights of step 5" in out
     assert [h["step"] for h in history_lines(out)] == [6]
     assert json.loads((new / "train_config.json").read_text())["warm_start"] == {
-        "file": "w32.npz", "step": 5}
+        "file": "w32.npz", "step": 5, "dtype": "float32"}
+    assert "rounded" not in out
     # another network is named by its flags too
     assert main(["train", "--checkpoint-dir", str(tmp_path / "other"), "--steps", "6",
                  *TINY, "--base-channels", "16", "--init-weights", str(weights)]) == 2
     assert "(--base-channels: saved 8, given 16)" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
+
+
+def test_init_weights_says_float16_and_records_a_fine_tune(trained, tmp_path, capsys):
+    """A float16 export (the default) warm-starts too, and the line and train_config.json say
+    so; a fine-tune (--conditional from an unconditional file) is recorded as `fine_tuned_from`,
+    not as a warm start. --steps at the start step trains nothing, to keep this fast."""
+    from ddpm_lib.ho_unet import HoUNet
+    from ddpm_lib.schedule import linear_schedule
+    d, _, _ = trained
+    w16 = tmp_path / "w16.npz"
+    assert main(["export", "--checkpoint-dir", str(d), "--out", str(w16)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--checkpoint-dir", str(tmp_path / "warm"), "--steps", "5", *TINY,
+                 "--init-weights", str(w16)]) == 0
+    out = capsys.readouterr().out
+    assert f"warm-started from {w16} (float16 weights, rounded): EMA weights of step 5" in out
+    cfg = json.loads((tmp_path / "warm" / "train_config.json").read_text())
+    assert cfg["warm_start"] == {"file": "w16.npz", "step": 5, "dtype": "float16"}
+    # fine-tune: an unconditional HoUNet's float16 export, never trained
+    net = dict(image_channels=1, image_size=32, base_channels=8, channel_mult=(1,), groups=4,
+               num_res_blocks=1, attn_resolutions=(32,), dropout=0.0)
+    unconditional = tmp_path / "u.npz"
+    ck.export_weights(HoUNet(**net).build_for(), linear_schedule(20), unconditional)
+    arch = ["--data", "sample", "--base-channels", "8", "--channel-mult", "1", "--groups", "4",
+            "--num-res-blocks", "1", "--attn-resolutions", "32", "--timesteps", "20", "--quiet",
+            "--conditional", "--steps", "0", "--init-weights", str(unconditional)]
+    assert main(["train", "--checkpoint-dir", str(tmp_path / "bad"), *arch, "--schedule", "cosine"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --init-weights {str(unconditional)!r} holds a run with another configuration "
+        "(--schedule: saved 'linear', given 'cosine'); a fine-tune needs the unconditional "
+        "model's architecture and schedule.\n")
+    assert not (tmp_path / "bad").exists()
+    assert main(["train", "--checkpoint-dir", str(tmp_path / "cond"), *arch]) == 0
+    out = capsys.readouterr().out
+    assert f"fine-tuning from the unconditional weights {unconditional} (float16 weights, rounded)" in out
+    cfg = json.loads((tmp_path / "cond" / "train_config.json").read_text())
+    assert cfg["fine_tuned_from"] == {"file": "u.npz", "dtype": "float16"} and "warm_start" not in cfg
+    assert cfg["num_classes"] == 10
 
 
 def test_sample_clip_x0_matches_the_library(trained, python_runner, tmp_path):
