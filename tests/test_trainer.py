@@ -140,6 +140,33 @@ def test_warm_start_continues_from_exported_weights(run_a, tiny_unet_factory, im
         other.warm_start(str(path))
 
 
+def test_exact_resume_after_a_warm_start(run_a, tiny_unet_factory, images, schedule, tmp_path):
+    """Warm start, N steps, save, new Trainer, restore, M steps == warm start, N + M steps in one go.
+
+    After a warm start the optimizer counts its own steps (0, 1, ...) while the step count goes on
+    from the exported one; a checkpoint holds both, so the resume is exact as in test_exact_resume.
+    """
+    a, _ = run_a
+    path = a.export(tmp_path / "w.npz", dtype="float32")
+    straight = Trainer(tiny_unet_factory(seed=1), schedule, checkpoint_dir=str(tmp_path),
+                       checkpoint_every=10**6, **CFG)
+    assert straight.warm_start(str(path)) == STEPS_A
+    saved = {}
+
+    def callback(trainer, step, loss):
+        if step == STEPS_A + N:
+            saved["path"] = trainer.save()
+    straight.fit(images, N + M, log_every=1, callback=callback)
+    resumed = Trainer(tiny_unet_factory(seed=2), schedule, checkpoint_dir=None, **CFG)
+    assert resumed.restore(saved["path"]) == STEPS_A + N
+    resumed.fit(images, M, log_every=1)
+    assert resumed.step == straight.step == STEPS_A + N + M
+    assert int(resumed.optimizer.iterations.numpy()) == N + M     # the fresh optimizer's count
+    assert_same_state(snapshot(straight), snapshot(resumed))
+    np.testing.assert_allclose([h["loss"] for h in resumed.history],
+                               [h["loss"] for h in straight.history], rtol=1e-6)
+
+
 # ------------------------------------------------------- bookkeeping with TinyEps
 def tiny_trainer(tiny_eps_cls, schedule, seed=0, width=8, init_seed=0, **kw):
     keras.utils.set_random_seed(init_seed)
