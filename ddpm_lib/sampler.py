@@ -13,8 +13,10 @@ DPM-Solver++ notation (Lu et al., "DPM-Solver++: Fast Solver for Guided Sampling
 Probabilistic Models", arXiv:2211.01095), in terms of this library's alpha_bar (a code time t):
 
     alpha_t  = sqrt(alpha_bar_t)             the mean coefficient of q(x_t | x_0), eq. (4) of Ho et al.
-    sigma_t  = sqrt(1 - alpha_bar_t)         its standard deviation
+                                             (``Schedule.sqrt_alpha_bars``)
+    sigma_t  = sqrt(1 - alpha_bar_t)         its standard deviation (``Schedule.sqrt_one_minus_alpha_bars``)
     lambda_t = log(alpha_t / sigma_t)        half the log signal-to-noise ratio, decreasing in t
+                                             (``Schedule.lambdas``)
     x_theta(x_t, t) = (x_t - sigma_t eps_theta(x_t, t)) / alpha_t     the data prediction
                                              (``Schedule.predict_x0``)
     t_0 > t_1 > ... > t_M                    the visited times (``dpm_solver_timesteps``); the paper's
@@ -48,7 +50,7 @@ import tensorflow as tf
 from . import validate
 from .checkpoint import schedule_hash
 from .reverse import ddim_sigma, p_mean, p_variance
-from .schedule import extract, respace
+from .schedule import Schedule, extract, respace
 
 __all__ = ["Step", "ddpm_step", "ddim_step", "dpm_solver_step", "sampling_timesteps",
            "dpm_solver_timesteps", "guided_eps", "ddpm_loop", "ddim_loop", "dpm_solver_loop",
@@ -138,11 +140,13 @@ def ddim_step(schedule, x_t, t, t_prev, eps, eta=0.0, z=None, clip_x0=False):
 
 
 def _alpha_sigma_lambda(schedule, t):
-    """(alpha_t, sigma_t, lambda_t) at code time ``t`` in float64; any t < 0 is x_0: (1, 0, +inf)."""
-    a = tf.where(t >= 0, extract(schedule.alpha_bars, tf.maximum(t, 0), dtype=tf.float64),
-                 tf.constant(1.0, tf.float64))
-    alpha, sigma = tf.sqrt(a), tf.sqrt(1.0 - a)
-    return alpha, sigma, tf.math.log(alpha) - tf.math.log(sigma)
+    """(alpha_t, sigma_t, lambda_t) at code time ``t`` in float64, read from the schedule
+    (``sqrt_alpha_bars``, ``sqrt_one_minus_alpha_bars``, ``lambdas``); any t < 0 is x_0: (1, 0, +inf)."""
+    def at(a, at_x0):
+        return tf.where(t >= 0, extract(a, tf.maximum(t, 0), dtype=tf.float64),
+                        tf.constant(at_x0, tf.float64))
+    return (at(schedule.sqrt_alpha_bars, 1.0), at(schedule.sqrt_one_minus_alpha_bars, 0.0),
+            at(schedule.lambdas, np.inf))
 
 
 def dpm_solver_step(schedule, x_t, t, t_prev, eps, x0_last=None, t_last=None, clip_x0=False):
@@ -233,13 +237,12 @@ def sampling_timesteps(timesteps, steps=None):
     return ts, ts_prev
 
 
-def dpm_solver_timesteps(timesteps, steps, alpha_bars):
+def dpm_solver_timesteps(schedule, steps):
     """The code times DPM-Solver++ visits, uniform in lambda, and for each the time it steps to.
 
-    With S = ``steps`` (``None`` means S = T = ``timesteps``) and lambda_t = log(sqrt(alpha_bar_t) /
-    sqrt(1 - alpha_bar_t)) from ``alpha_bars`` (``schedule.alpha_bars``), the targets are S values
-    evenly spaced in lambda from lambda_{T-1} to lambda_0, both ends included (S = 1: lambda_{T-1}
-    alone). Our models take integer t, so each target goes to the code time whose lambda is nearest
+    With S = ``steps`` (``None`` means S = T, the schedule's) and lambda_t = log(alpha_t / sigma_t)
+    (``schedule.lambdas``), the targets are S values evenly spaced in lambda from lambda_{T-1} to
+    lambda_0, both ends included (S = 1: lambda_{T-1} alone). Our models take integer t, so each target goes to the code time whose lambda is nearest
     (the smaller t on a tie), and the times are then made distinct: ``ts[0] = T - 1`` and
     ``ts[i] = clip(nearest_i, S - 1 - i, ts[i - 1] - 1)``, which keeps them strictly decreasing,
     leaves room for the rest, and ends at ``ts[-1] = 0``; S = T gives every t = T - 1, ..., 0.
@@ -254,12 +257,11 @@ def dpm_solver_timesteps(timesteps, steps, alpha_bars):
     end points for a discrete-time model (their continuous t = 1 and t = 1/N).
     Returns ``(ts, ts_prev)``, int32 arrays.
     """
-    timesteps, steps = _timesteps_and_steps(timesteps, steps)
-    alpha_bars = np.asarray(alpha_bars, np.float64)
-    if alpha_bars.shape != (timesteps,):
-        raise ValueError(f"alpha_bars must have shape ({timesteps},), one per code time; "
-                         f"got shape {alpha_bars.shape}.")
-    lam = np.log(np.sqrt(alpha_bars)) - np.log(np.sqrt(1.0 - alpha_bars))     # lambda_t
+    if not isinstance(schedule, Schedule):
+        raise ValueError(f"schedule must be a Schedule (e.g. linear_schedule(1000)); got type "
+                         f"{type(schedule).__name__}.")
+    timesteps, steps = _timesteps_and_steps(schedule.timesteps, steps)
+    lam = schedule.lambdas                                                      # lambda_t
     targets = np.linspace(lam[-1], lam[0], steps) if steps > 1 else lam[-1:]
     ts = [timesteps - 1]
     for i in range(1, steps):
@@ -385,7 +387,7 @@ def dpm_solver_loop(model, schedule, x_T, seed, steps, clip_x0=False, trajectory
     The solver is deterministic: ``seed`` is not used (it is there so that ``sample`` calls every
     loop alike). Laid out like ``ddim_loop`` (same returns); ``sample`` compiles it.
     """
-    ts, ts_prev = dpm_solver_timesteps(schedule.timesteps, steps, schedule.alpha_bars)
+    ts, ts_prev = dpm_solver_timesteps(schedule, steps)
     n = len(ts)
     x = x_T                                                 # x_{t_0} = x_T
     xs = tf.TensorArray(tf.float32, size=n + 1 if trajectory else 0)   # x_T, ..., x_0 (if trajectory)

@@ -40,7 +40,11 @@ class Schedule:
         alphas: alpha_t = 1 - beta_t.
         alpha_bars: alpha_bar_t = prod_{s<=t} alpha_s.
         alpha_bars_prev: alpha_bar_{t-1}, with alpha_bar_0 = 1 (so ``alpha_bars_prev[0] == 1``).
-        sqrt_alpha_bars, sqrt_one_minus_alpha_bars: the mean and std coefficients of eq. (4).
+        sqrt_alpha_bars, sqrt_one_minus_alpha_bars: the mean and std coefficients of eq. (4)
+            (alpha_t and sigma_t in the notation of DPM-Solver, Lu et al. 2022).
+        lambdas: lambda_t = log(alpha_t / sigma_t) = log sqrt(alpha_bar_t) - log sqrt(1 - alpha_bar_t),
+            half the log signal-to-noise ratio, decreasing in t: the time variable of DPM-Solver++
+            (Lu et al. 2022, arXiv:2211.01095), read by ``ddpm_lib.sampler``.
         posterior_variance: beta_tilde_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t, eq. (7).
         posterior_mean_coef1, posterior_mean_coef2: the coefficients of x_0 and x_t in
             mu_tilde_t, eq. (7).
@@ -68,6 +72,8 @@ class Schedule:
         self.one_minus_alpha_bars = 1.0 - self.alpha_bars
         self.sqrt_alpha_bars = np.sqrt(self.alpha_bars)
         self.sqrt_one_minus_alpha_bars = np.sqrt(self.one_minus_alpha_bars)
+        # lambda_t = log(alpha_t / sigma_t) of DPM-Solver (Lu et al. 2022)
+        self.lambdas = np.log(self.sqrt_alpha_bars) - np.log(self.sqrt_one_minus_alpha_bars)
         # x_0 from (x_t, eps), eq. (4) solved for x_0
         self.sqrt_recip_alpha_bars = np.sqrt(1.0 / self.alpha_bars)
         self.sqrt_recipm1_alpha_bars = np.sqrt(1.0 / self.alpha_bars - 1.0)

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from ddpm_lib.sampler import (Step, ddim_loop, ddim_step, dpm_solver_loop, dpm_solver_step,
                               dpm_solver_timesteps, sample)
-from ddpm_lib.schedule import linear_schedule
+from ddpm_lib.schedule import Schedule, linear_schedule
 
 from reference_formulas import ref_alpha_bars as abars_of  # noqa: E402
 
@@ -106,16 +106,16 @@ def ref_times(betas, steps):
 @pytest.mark.parametrize("T, beta_end", [(20, 0.3), (1000, 0.02)])
 def test_dpm_solver_timesteps(T, beta_end):
     betas = np.linspace(1e-4 if T == 1000 else 1e-3, beta_end, T)
-    abar = abars_of(betas)
+    schedule = Schedule(betas)
     for steps in sorted({1, 2, 3, 5, 10, 19, 20, T // 5, T // 2, T - 1, T}):
-        ts, prev = dpm_solver_timesteps(T, steps, abar)
+        ts, prev = dpm_solver_timesteps(schedule, steps)
         assert ts.dtype == np.int32 and prev.dtype == np.int32 and len(ts) == len(prev) == steps
         np.testing.assert_array_equal(ts, ref_times(betas, steps), err_msg=f"steps={steps}")
         assert ts[0] == T - 1 and prev[-1] == -1 and (steps == 1 or ts[-1] == 0)
         assert np.all(np.diff(ts) < 0), "strictly decreasing, so distinct"
         np.testing.assert_array_equal(prev[:-1], ts[1:])
-    np.testing.assert_array_equal(dpm_solver_timesteps(T, None, abar)[0], np.arange(T - 1, -1, -1))
-    np.testing.assert_array_equal(dpm_solver_timesteps(T, T, abar)[0], np.arange(T - 1, -1, -1))
+    np.testing.assert_array_equal(dpm_solver_timesteps(schedule, None)[0], np.arange(T - 1, -1, -1))
+    np.testing.assert_array_equal(dpm_solver_timesteps(schedule, T)[0], np.arange(T - 1, -1, -1))
 
 
 def test_dpm_solver_timesteps_are_uniform_in_lambda():
@@ -123,12 +123,28 @@ def test_dpm_solver_timesteps_are_uniform_in_lambda():
     target, and the spacing is not uniform in t (it is not sampling_timesteps)."""
     s = linear_schedule(1000)
     lam = 0.5 * np.log(s.alpha_bars / (1 - s.alpha_bars))
-    ts, _ = dpm_solver_timesteps(1000, 10, s.alpha_bars)
+    ts, _ = dpm_solver_timesteps(s, 10)
     targets = np.linspace(lam[-1], lam[0], 10)
     gap = np.abs(np.diff(lam))
     local = np.maximum(gap[np.minimum(ts, 998)], gap[np.maximum(ts - 1, 0)])
     assert np.all(np.abs(lam[ts] - targets) <= local / 2 + 1e-12)
     np.testing.assert_array_equal(ts, [999, 886, 757, 603, 410, 202, 73, 22, 5, 0])
+
+
+def test_timesteps_and_steps_read_the_schedules_lambdas(sched, xs):
+    """lambda_t is computed once, as Schedule.lambdas, and the solver reads it there: a schedule
+    whose lambdas are replaced by -t (uniform in t) gets evenly spaced times, and a step of it
+    follows the replaced h = lambda_{t_prev} - lambda_t."""
+    import copy
+    s = copy.copy(linear_schedule(1000))
+    s.lambdas = -np.arange(1000.0)
+    np.testing.assert_array_equal(dpm_solver_timesteps(s, 10)[0], np.arange(999, -1, -111))
+    x, eps, _ = xs
+    other = copy.copy(sched)
+    other.lambdas = sched.lambdas + np.arange(20.0)                 # h of 10 -> 6 grows by -4
+    a = dpm_solver_step(sched, x, 10, 6, eps).x_prev.numpy()
+    b = dpm_solver_step(other, x, 10, 6, eps).x_prev.numpy()
+    assert np.max(np.abs(a - b)) > 1e-2
 
 
 # --------------------------------------------------------------------- dpm_solver_step
@@ -191,7 +207,7 @@ def test_loop_matches_float64_algorithm2(T, beta_end, steps):
     model = RandomEps(T)
     shape = (2, 4, 4, 1)
     x_T = tf.random.stateless_normal(shape, seed=[5, 0], alg="philox")
-    ts, ts_prev = dpm_solver_timesteps(T, steps, sched.alpha_bars)
+    ts, ts_prev = dpm_solver_timesteps(sched, steps)
     ref_x0, ref_traj = ref_chain(sched.betas, model.np, x_T.numpy(), ts, ts_prev)
     x0, traj, x0s = dpm_solver_loop(model, sched, x_T, 0, steps, trajectory=True)
     assert traj.shape == (steps + 1, *shape) and x0s.shape == (steps, *shape)
@@ -340,7 +356,7 @@ def test_dpm_solver_is_second_order(gaussian):
 @pytest.mark.parametrize("steps", [0, -1, 21, 2.0, 2.5, True, "5"])
 def test_bad_steps(sched, steps):
     with pytest.raises(ValueError, match=r"steps must be an integer in \[1, 20\]"):
-        dpm_solver_timesteps(20, steps, sched.alpha_bars)
+        dpm_solver_timesteps(sched, steps)
     with pytest.raises(ValueError, match=r"steps must be an integer in \[1, 20\]"):
         sample(RandomEps(20), sched, (1, 4, 4, 1), method="dpm_solver", steps=steps)
     with pytest.raises(ValueError, match=r"steps must be an integer in \[1, 20\]"):
@@ -348,10 +364,11 @@ def test_bad_steps(sched, steps):
 
 
 def test_bad_timesteps_arguments(sched):
-    with pytest.raises(ValueError, match="alpha_bars must have shape"):
-        dpm_solver_timesteps(20, 5, sched.alpha_bars[:-1])
-    with pytest.raises(ValueError, match="timesteps must be a positive integer"):
-        dpm_solver_timesteps(0, 1, sched.alpha_bars)
+    with pytest.raises(ValueError, match=r"schedule must be a Schedule \(e.g. linear_schedule\(1000\)\); "
+                                         "got type int."):
+        dpm_solver_timesteps(20, 5)
+    with pytest.raises(ValueError, match="got type ndarray"):
+        dpm_solver_timesteps(sched.alpha_bars, 5)
 
 
 def test_bad_method_lists_the_three(sched):

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from ddpm_lib.sampler import (Step, ddim_loop, ddim_step, ddpm_loop, ddpm_step, dpm_solver_loop,
                               dpm_solver_step, dpm_solver_timesteps, sample, sampling_timesteps)
-from ddpm_lib.schedule import linear_schedule
+from ddpm_lib.schedule import Schedule, linear_schedule
 
 
 from reference_formulas import ref_alpha_bars as abars_of  # noqa: E402
@@ -615,7 +615,7 @@ def test_x0_trajectory_is_each_steps_prediction(model, sched, method):
     if method == "ddim":
         ts, _ = sampling_timesteps(sched.timesteps, 5)
     else:
-        ts, _ = dpm_solver_timesteps(sched.timesteps, 5, sched.alpha_bars)
+        ts, _ = dpm_solver_timesteps(sched, 5)
     for i, t in enumerate(ts):
         x = traj.numpy()[i]
         eps = model(x, np.full(2, t))
@@ -658,7 +658,7 @@ def gaussian_chain(oracle, betas, method, steps, eta, variance):
     A x + B + C z (z ~ N(0, 1)), so m -> A m + B and v -> A^2 v + C^2, starting from N(0, 1).
     DPM-Solver++ (deterministic, two-step) maps x_T to a x_T + b as a whole: m = b, v = a^2."""
     if method == "dpm_solver":
-        ts, ts_prev = dpm_solver_timesteps(len(betas), steps, abars_of(betas))
+        ts, ts_prev = dpm_solver_timesteps(Schedule(betas), steps)
         b = ref_dpm_solver_chain(betas, oracle.np, 0.0, ts, ts_prev)[0]
         a = ref_dpm_solver_chain(betas, oracle.np, 1.0, ts, ts_prev)[0] - b
         return b, a * a

@@ -113,6 +113,17 @@ def test_derived_arrays(sched):
         assert getattr(sched, name).dtype == np.float64 and getattr(sched, name).shape == (1000,)
 
 
+@pytest.mark.parametrize("name", ["linear", "cosine"])
+def test_lambdas(name):
+    """lambda_t = log(alpha_t / sigma_t) (Lu et al. 2022) = half the log signal-to-noise ratio
+    log(alpha_bar_t / (1 - alpha_bar_t)) / 2: float64, decreasing in t."""
+    s = linear_schedule(1000) if name == "linear" else cosine_schedule(1000)
+    abar = ref_derived(s.betas)["alpha_bars"]
+    assert s.lambdas.dtype == np.float64 and s.lambdas.shape == (1000,)
+    np.testing.assert_allclose(s.lambdas, 0.5 * np.log(abar / (1 - abar)), rtol=1e-12, atol=1e-12)
+    assert np.all(np.diff(s.lambdas) < 0)
+
+
 def test_boundary_values(sched):
     assert sched.alpha_bars_prev[0] == 1.0          # alpha_bar_0 = 1 exactly
     assert sched.posterior_variance[0] == 0.0        # beta_tilde_1 = 0
