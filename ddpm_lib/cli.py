@@ -134,10 +134,15 @@ def _sample_parser(sub):
     src.add_argument("--checkpoint-dir", help="use the EMA weights of the newest checkpoint")
     src.add_argument("--reference", action="store_true", help="the reference model shipped with ddpm_lib")
     p.add_argument("--n", type=int, default=64, help="number of images")
-    p.add_argument("--method", default="ddpm", choices=["ddpm", "ddim", "dpm_solver"])
+    p.add_argument("--method", default="ddpm", choices=["ddpm", "ddim", "dpm_solver"],
+                   help="ddpm: Algorithm 2 (default); ddim; dpm_solver: DPM-Solver++(2M), "
+                        "deterministic, made for few steps (give --steps 10-20)")
     p.add_argument("--steps", type=int, default=None,
-                   help="model calls (default: all T); DDPM with fewer steps is respaced")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM's stochasticity, >= 0 (0)")
+                   help="model calls (default: all T, e.g. 1000, for every method, dpm_solver "
+                        "included: it needs only 10-20); DDPM with fewer steps is respaced")
+    p.add_argument("--eta", type=float, default=None,
+                   help="DDIM's stochasticity, >= 0 (default 0: deterministic); only with "
+                        "--method ddim (refused with the others, which do not use it)")
     p.add_argument("--variance", default="posterior", choices=["posterior", "beta"])
     p.add_argument("--clip-x0", action="store_true",
                    help="clip the predicted x_0 to [-1, 1] in every step (as Ho et al.'s code)")
@@ -261,7 +266,11 @@ def _check_sample_args(args):
     _check(positive_int, args.image_size, "--image-size")
     if args.steps is not None:
         _check(positive_int, args.steps, "--steps")
-    _check_number(args.eta, "--eta", low=0)
+    if args.eta is not None:
+        _check_number(args.eta, "--eta", low=0)
+        if args.method != "ddim":
+            raise UsageError(f"--eta is DDIM's stochasticity and is used only with --method ddim; "
+                             f"--method {args.method} does not use it (leave --eta out).")
     _check_number(args.guidance, "--guidance", low=0)
     if args.guidance and args.labels is None:
         raise UsageError(f"--guidance {args.guidance} needs --labels (classifier-free guidance "
@@ -603,7 +612,7 @@ def cmd_sample(args):
     shape = (args.n, args.image_size, args.image_size, model.image_channels)
     labels = None if args.labels is None else np.resize(np.array(args.labels, np.int32), args.n)
     t0 = time.perf_counter()
-    out = sample(model, schedule, shape, method=args.method, steps=args.steps, eta=args.eta,
+    out = sample(model, schedule, shape, method=args.method, steps=args.steps, eta=args.eta or 0.0,
                  seed=args.seed, variance=args.variance, return_trajectory=bool(args.gif),
                  clip_x0=args.clip_x0, labels=labels, guidance=args.guidance)
     x0, traj = out if args.gif else (out, None)

@@ -488,9 +488,11 @@ def sample(model, schedule, shape, method="ddpm", steps=None, eta=0.0, seed=None
         loop = functools.partial(ddim_loop, eta=eta, **common)
     else:
         loop = functools.partial(dpm_solver_loop, **common)
-    # the labels are a tensor input of the compiled loop: new labels are no new trace
-    key = (schedule_hash(schedule), shape, method, steps, eta, variance, trajectory,
-           bool(jit_compile), bool(clip_x0), labels is not None, guidance)
+    # One compiled loop per setting the method uses (its partial's keywords): DDPM's variance,
+    # DDIM's eta, neither for DPM-Solver++. The labels are a tensor input of the compiled loop:
+    # new labels are no new trace.
+    key = (schedule_hash(schedule), shape, method, tuple(sorted(loop.keywords.items())),
+           bool(jit_compile), labels is not None)
     try:
         per_model = _CACHE.setdefault(model, {})
     except TypeError:            # a model that cannot be weak-referenced: no cache

@@ -369,6 +369,10 @@ SAMPLE = ["sample", "--reference", "--n", "2", "--out", "{tmp}/x.png"]
 BAD_SAMPLE = [
     (["--eta", "nan"], "--eta must be a finite number; got nan."),
     (["--eta", "-1", "--method", "ddim"], "--eta must be a finite number >= 0; got -1.0."),
+    (["--eta", "0.5"], "--eta is DDIM's stochasticity and is used only with --method ddim; "
+                       "--method ddpm does not use it (leave --eta out)."),
+    (["--method", "dpm_solver", "--eta", "0", "--steps", "10"],
+     "--method dpm_solver does not use it (leave --eta out)."),
     (["--n", "0"], "--n must be a positive integer; got 0."),
     (["--steps", "0"], "--steps must be a positive integer; got 0."),
     (["--steps", "5000"], "--steps must be an integer in [1, 1000] (the model's T); got 5000."),
@@ -418,6 +422,17 @@ def test_bad_input_is_one_line(argv, message, inputs, capsys):
     assert err.count("\n") == 1 and err.startswith("error: "), err
     assert fill([message], inputs)[0] in err
     assert sorted(p.name for p in inputs.iterdir()) == before          # nothing was written
+
+
+def test_sample_help_says_what_steps_and_eta_do(capsys):
+    """dpm_solver without --steps runs all T steps: the help says so and suggests 10-20."""
+    with pytest.raises(SystemExit) as e:
+        main(["sample", "--help"])
+    assert e.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--steps STEPS model calls (default: all T, e.g. 1000, for every method, dpm_solver " \
+           "included: it needs only 10-20)" in text
+    assert "only with --method ddim" in text
 
 
 def test_bad_input_in_a_real_process(python_runner, tmp_path):

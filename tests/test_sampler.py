@@ -623,6 +623,23 @@ def test_x0_trajectory_is_each_steps_prediction(model, sched, method):
                                    rtol=1e-5, atol=1e-5)
 
 
+def test_compiled_loop_is_keyed_by_what_the_method_uses(sched):
+    """sample() compiles one loop per setting the method uses: eta for DDIM, the variance for
+    DDPM, neither for DPM-Solver++ (which ignores both: no recompilation)."""
+    from ddpm_lib import sampler
+    model = LinearEps()                                     # a fresh model: an empty cache
+    shape = (2, 4, 4, 1)
+
+    def compiled(method, **kw):
+        sample(model, sched, shape, method=method, steps=3, seed=0, **kw)
+        return sum(k[2] == method for k in sampler._CACHE[model])
+    for method in ("dpm_solver", "ddpm", "ddim"):
+        assert compiled(method) == 1
+    assert compiled("dpm_solver", eta=0.5) == compiled("dpm_solver", variance="beta") == 1
+    assert compiled("ddpm", eta=0.5) == 1 and compiled("ddpm", variance="beta") == 2
+    assert compiled("ddim", variance="beta") == 1 and compiled("ddim", eta=0.5) == 2
+
+
 def test_sampling_timesteps_formula():
     """The docstring's formula: ts[i] = round((T - 1)(S - 1 - i) / (S - 1)), halves to even."""
     for T, S in [(1000, 50), (1000, 7), (20, 20), (20, 3), (7, 2)]:
