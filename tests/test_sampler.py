@@ -640,6 +640,15 @@ def test_compiled_loop_is_keyed_by_what_the_method_uses(sched):
     assert compiled("ddim", variance="beta") == 1 and compiled("ddim", eta=0.5) == 2
 
 
+def test_the_package_exports_guided_eps():
+    """``from ddpm_lib import guided_eps``, and the package's module list mentions guidance."""
+    import ddpm_lib
+    from ddpm_lib.sampler import guided_eps
+    assert "guided_eps" in ddpm_lib.__all__ and ddpm_lib.guided_eps is guided_eps
+    doc = " ".join(ddpm_lib.__doc__.split())
+    assert "classifier-free guidance (guided_eps)" in doc and "class-conditional" in doc
+
+
 def test_sampling_timesteps_formula():
     """The docstring's formula: ts[i] = round((T - 1)(S - 1 - i) / (S - 1)), halves to even."""
     for T, S in [(1000, 50), (1000, 7), (20, 20), (20, 3), (7, 2)]:
