@@ -84,5 +84,20 @@ def test_reference_by_name(ref):
     model, _ = ddpm_lib.load_reference("seed-unet")
     assert type(model).__name__ == "UNet" and model.count_params() == ref[0].count_params()
     with pytest.raises(ValueError, match=r"unknown reference model 'ho'; expected one of "
-                                         r"\['conditional', 'seed-unet'"):
+                                         r"\['conditional', 'ho-unet', 'seed-unet'"):
         ddpm_lib.load_reference("ho")
+
+
+def test_ho_unet_milestone_matches_its_summary():
+    """The shipped HoUNet weights: the run's configuration, and the step its summary records."""
+    from ddpm_lib.checkpoint import read_npz
+    model, schedule = ddpm_lib.load_reference("ho-unet")
+    assert type(model).__name__ == "HoUNet" and model.count_params() == 1_623_169
+    assert schedule.timesteps == 1000 and model.trained_timesteps == 1000
+    path = resources.files("ddpm_lib") / "assets" / "reference" / "fashion_mnist_ho_unet.json"
+    summary = json.loads(path.read_text())
+    with resources.as_file(resources.files("ddpm_lib") / "assets" / "reference"
+                           / "fashion_mnist_ho_unet.npz") as weights:
+        extra = read_npz(weights)["meta"]["extra"]
+    assert extra["step"] == summary["step"] == summary["final"]["step"]
+    assert summary["config"]["arch"] == "ho" and summary["config"]["base_channels"] == 32
