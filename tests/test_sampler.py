@@ -15,6 +15,7 @@ from ddpm_lib.schedule import Schedule, linear_schedule
 
 from reference_formulas import ref_alpha_bars as abars_of  # noqa: E402
 from test_dpm_solver import ref_chain as ref_dpm_solver_chain  # noqa: E402
+from test_dpm_solver import sched, xs  # noqa: E402,F401  (the shared short schedule and inputs)
 
 
 def tilde_of(betas):
@@ -63,17 +64,6 @@ def ref_ddim(betas, x, t, t_prev, eps, eta, z, clip_x0=False):
     scale = (np.sqrt(a_prev / a_t) * (np.abs(x) + np.sqrt(1 - a_t) * np.abs(eps))
              + c_eps * np.abs(eps) + sigma * np.abs(z))
     return out, scale, sigma
-
-
-@pytest.fixture(scope="module")
-def sched():
-    return linear_schedule(20, beta_start=1e-3, beta_end=0.3)
-
-
-@pytest.fixture(scope="module")
-def xs():
-    rng = np.random.default_rng(0)
-    return [rng.standard_normal((2, 4, 4, 1)).astype(np.float32) for _ in range(3)]
 
 
 class LinearEps:
