@@ -6,45 +6,105 @@
 The protocol of the evaluation chapter (Chapter 9): N samples in seeded batches
 (``generate.generate_images``, seeds 1000, 1001, ...), clipped to [-1, 1], features of the shipped
 classifier, compared with half B of the held-out features; the floor is FID(A[:N], B)
-(``metrics.heldout_halves``). Prints one JSON line.
+(``metrics.heldout_halves``). Prints one JSON line. A bad input (a number out of range, a flag
+the method does not use, a missing file) ends it with one line on stderr and exit status 2,
+before any sampling.
 """
 import argparse
 import json
 import os
+import sys
 import time
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 
-from ddpm_lib import metrics
-from ddpm_lib.checkpoint import load_weights
-from ddpm_lib.generate import generate_images
-from ddpm_lib.reference import load_reference
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with every error on one line."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def build_parser():
+    p = _Parser(prog="tools/evaluate.py", description=__doc__.split("\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--weights", help="an exported weights .npz")
     src.add_argument("--reference", help="a shipped reference model's name")
     p.add_argument("--n", type=int, default=500)
     p.add_argument("--method", default="ddim", choices=["ddpm", "ddim", "dpm_solver"])
     p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--eta", type=float, default=0.0)
-    p.add_argument("--variance", default="posterior", choices=["posterior", "beta"])
+    p.add_argument("--eta", type=float, default=None,
+                   help="DDIM's stochasticity, >= 0 (default 0); only with --method ddim")
+    p.add_argument("--variance", default=None, choices=["posterior", "beta"],
+                   help="DDPM's sigma_t^2 (default posterior); only with --method ddpm")
     p.add_argument("--clip-x0", action="store_true", help="clip the predicted x_0 in every step")
     p.add_argument("--batch-size", type=int, default=250)
     p.add_argument("--cache-dir", default=None, help="keep the samples here (generate_images)")
-    args = p.parse_args()
-    model, schedule = (load_weights(args.weights) if args.weights else load_reference(args.reference))
+    return p
+
+
+def sampler_kwargs(args):
+    """The keywords of ``generate_images`` for ``args``; a ValueError (one line) for a bad input.
+
+    Only what the method uses: ``eta`` for ddim, ``variance`` for ddpm. A flag the method does
+    not use is refused rather than ignored.
+    """
+    from ddpm_lib.validate import finite_number, positive_int
+    positive_int(args.n, "--n")
+    positive_int(args.batch_size, "--batch-size")
+    if args.steps is not None:
+        positive_int(args.steps, "--steps")
+    if args.eta is not None:
+        finite_number(args.eta, "--eta", minimum=0)
+        if args.method != "ddim":
+            raise ValueError(f"--eta is DDIM's stochasticity and is used only with --method ddim; "
+                             f"--method {args.method} does not use it (leave --eta out).")
+    if args.variance is not None and args.method != "ddpm":
+        raise ValueError(f"--variance is DDPM's choice of sigma_t^2 and is used only with --method "
+                         f"ddpm; --method {args.method} does not use it (leave --variance out).")
+    if args.weights is not None and not os.path.isfile(args.weights):
+        raise ValueError(f"--weights {args.weights!r}: no such file.")
+    if args.cache_dir is not None and os.path.isfile(args.cache_dir):
+        raise ValueError(f"--cache-dir {args.cache_dir!r} is a file, not a directory.")
     kwargs = dict(method=args.method, steps=args.steps)
     if args.clip_x0:
         kwargs["clip_x0"] = True
     if args.method == "ddim":
-        kwargs["eta"] = args.eta
+        kwargs["eta"] = 0.0 if args.eta is None else args.eta
     if args.method == "ddpm":
-        kwargs["variance"] = args.variance
+        kwargs["variance"] = args.variance or "posterior"
+    return kwargs
+
+
+def load_model(args):
+    """``(model, schedule)`` of ``--weights`` or ``--reference``; a ValueError for a bad one."""
+    from ddpm_lib.checkpoint import load_weights
+    from ddpm_lib.reference import load_reference
+    flag = f"--weights {args.weights!r}" if args.weights else f"--reference {args.reference!r}"
+    try:
+        model, schedule = (load_weights(args.weights) if args.weights
+                           else load_reference(args.reference))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{flag}: {e}") from None
+    if args.steps is not None and args.steps > schedule.timesteps:
+        raise ValueError(f"--steps must be an integer in [1, {schedule.timesteps}] (the model's "
+                         f"T); got {args.steps}.")
+    return model, schedule
+
+
+def main(argv=None):
+    """Evaluate one setting; returns the exit status (0, or 2 for a bad input)."""
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")      # before TensorFlow is imported
+    try:
+        kwargs = sampler_kwargs(args)
+        model, schedule = load_model(args)
+    except ValueError as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    from ddpm_lib import metrics
+    from ddpm_lib.generate import generate_images
     t0 = time.perf_counter()
     x, _ = generate_images(model, schedule, args.n, batch_size=args.batch_size,
                            cache_dir=args.cache_dir, **kwargs)
@@ -64,7 +124,8 @@ def main():
                       "min_class_fraction": round(float(hist.min()), 4),
                       "pixels_beyond_1.5": round(out_of_range, 4),
                       "seconds": round(seconds, 1)}))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
