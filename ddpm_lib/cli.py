@@ -132,7 +132,9 @@ def _sample_parser(sub):
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--weights", help="an exported weights .npz")
     src.add_argument("--checkpoint-dir", help="use the EMA weights of the newest checkpoint")
-    src.add_argument("--reference", action="store_true", help="the reference model shipped with ddpm_lib")
+    src.add_argument("--reference", nargs="?", const=True, metavar="NAME",
+                     help="a reference model shipped with ddpm_lib: ho-unet (the book's reference "
+                          "model, used when NAME is left out), seed-unet or conditional")
     p.add_argument("--n", type=int, default=64, help="number of images")
     p.add_argument("--method", default="ddpm", choices=["ddpm", "ddim", "dpm_solver"],
                    help="ddpm: Algorithm 2 (default); ddim; dpm_solver: DPM-Solver++(2M), "
@@ -143,7 +145,10 @@ def _sample_parser(sub):
     p.add_argument("--eta", type=float, default=None,
                    help="DDIM's stochasticity, >= 0 (default 0: deterministic); only with "
                         "--method ddim (refused with the others, which do not use it)")
-    p.add_argument("--variance", default="posterior", choices=["posterior", "beta"])
+    p.add_argument("--variance", default=None, choices=["posterior", "beta"],
+                   help="DDPM's sigma_t^2: posterior (beta tilde, default) or beta (Ho et al., "
+                        "Sec. 3.2); only with --method ddpm (refused with the others, which do "
+                        "not use it)")
     p.add_argument("--clip-x0", action="store_true",
                    help="clip the predicted x_0 to [-1, 1] in every step (as Ho et al.'s code)")
     p.add_argument("--labels", type=_label_list,
@@ -271,6 +276,9 @@ def _check_sample_args(args):
         if args.method != "ddim":
             raise UsageError(f"--eta is DDIM's stochasticity and is used only with --method ddim; "
                              f"--method {args.method} does not use it (leave --eta out).")
+    if args.variance is not None and args.method != "ddpm":
+        raise UsageError(f"--variance is DDPM's choice of sigma_t^2 and is used only with --method "
+                         f"ddpm; --method {args.method} does not use it (leave --variance out).")
     _check_number(args.guidance, "--guidance", low=0)
     if args.guidance and args.labels is None:
         raise UsageError(f"--guidance {args.guidance} needs --labels (classifier-free guidance "
@@ -576,9 +584,12 @@ def _load_model(args):
     """``(model, schedule)`` of the sample command, checked against ``--image-size``."""
     import tensorflow as tf
     from .checkpoint import load_weights
-    if args.reference:
+    if args.reference is not None:
         from .reference import load_reference
-        model, schedule = load_reference()
+        try:
+            model, schedule = load_reference(None if args.reference is True else args.reference)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"--reference: {e}") from None
     elif args.weights:
         try:
             model, schedule = load_weights(args.weights, image_size=args.image_size)
@@ -613,8 +624,9 @@ def cmd_sample(args):
     labels = None if args.labels is None else np.resize(np.array(args.labels, np.int32), args.n)
     t0 = time.perf_counter()
     out = sample(model, schedule, shape, method=args.method, steps=args.steps, eta=args.eta or 0.0,
-                 seed=args.seed, variance=args.variance, return_trajectory=bool(args.gif),
-                 clip_x0=args.clip_x0, labels=labels, guidance=args.guidance)
+                 seed=args.seed, variance=args.variance or "posterior",
+                 return_trajectory=bool(args.gif), clip_x0=args.clip_x0, labels=labels,
+                 guidance=args.guidance)
     x0, traj = out if args.gif else (out, None)
     dt = time.perf_counter() - t0
     if args.out.lower().endswith(".npz"):

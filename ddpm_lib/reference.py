@@ -5,11 +5,11 @@ images 32x32x1 in [-1, 1], T = 1000 linear schedule. The weights are the EMA wei
 float16 and loaded as float32. How each was trained (configuration, steps, hardware, wall time,
 loss curve, the command that reproduces it) is on the book's model-card page.
 
-    "ho-unet"     Ho et al.'s UNet (``ddpm_lib.HoUNet``, base 32, 1.6M parameters), a milestone of
-                  its training run (the step is on the model card); it becomes the default once
-                  the sampling chapters are re-run with it.
+    "ho-unet"     the default: Ho et al.'s UNet (``ddpm_lib.HoUNet``, base 32, 1.6M parameters),
+                  the newest milestone of its training run (the step is on the model card). Every
+                  sampler of the book works with it, deterministic DDIM (eta = 0) included.
     "seed-unet"   the seed post's UNet (``ddpm_lib.UNet``, base 32), 7,000 steps. Its first block
-                  is blind to the scale of x_t, so deterministic DDIM (eta = 0) fails with it
+                  is blind to the scale of x_t, and deterministic DDIM (eta = 0) fails with it
                   (chapter 8, errata item 19); kept for that diagnosis and for comparisons.
     "conditional" a class-conditional ``HoUNet(num_classes=10)`` for classifier-free guidance
                   (Ho & Salimans, 2022; ``sample(..., labels=y, guidance=w)``): label 10 is the
@@ -26,7 +26,7 @@ __all__ = ["load_reference", "REFERENCE_MODELS", "DEFAULT_REFERENCE"]
 REFERENCE_MODELS = {"seed-unet": "fashion_mnist_unet32.npz",
                     "ho-unet": "fashion_mnist_ho_unet.npz",
                     "conditional": "fashion_mnist_ho_unet_cond.npz"}
-DEFAULT_REFERENCE = "seed-unet"
+DEFAULT_REFERENCE = "ho-unet"
 
 
 def load_reference(name=None, dtype=None):

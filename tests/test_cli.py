@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+import ddpm_lib
 from ddpm_lib import checkpoint as ck
 from ddpm_lib.checkpoint import load_weights
 from ddpm_lib.cli import main
@@ -230,6 +231,45 @@ def test_sample_dpm_solver_matches_the_library(trained, tmp_path, capsys):
     np.testing.assert_array_equal(ck.read_npz(out)["images"], to_uint8(ref.numpy()))
 
 
+def test_sample_variance_reaches_ddpm(tmp_path, capsys):
+    """`sample --method ddpm --variance beta` (in process, a tiny untrained HoUNet) stores the
+    images of sample(variance="beta"); without --variance, those of the default "posterior"."""
+    from ddpm_lib.data import to_uint8
+    from ddpm_lib.ho_unet import HoUNet
+    from ddpm_lib.sampler import sample
+    from ddpm_lib.schedule import linear_schedule
+    net = dict(image_channels=1, image_size=8, base_channels=8, channel_mult=(1,), groups=4,
+               num_res_blocks=1, attn_resolutions=(), dropout=0.0)
+    weights = tmp_path / "w.npz"
+    ck.export_weights(HoUNet(**net).build_for(), linear_schedule(20), weights, dtype="float32")
+    model, schedule = load_weights(weights, image_size=8)
+    images = {}
+    for variance in ("beta", None):
+        out = tmp_path / f"{variance}.npz"
+        assert main(["sample", "--weights", str(weights), "--image-size", "8", "--n", "2",
+                     "--method", "ddpm", "--steps", "4", *(["--variance", variance] if variance else []),
+                     "--out", str(out)]) == 0
+        images[variance] = ck.read_npz(out)["images"]
+        ref = sample(model, schedule, (2, 8, 8, 1), method="ddpm", steps=4, seed=0,
+                     variance=variance or "posterior")
+        np.testing.assert_array_equal(images[variance], to_uint8(ref.numpy()))
+    assert np.mean(images["beta"] != images[None]) > 0.05       # the flag changed the images
+
+
+@pytest.mark.parametrize("name", [None, "seed-unet"])
+def test_sample_reference_by_name(name, tmp_path):
+    """`sample --reference [NAME]`: the book's reference model without a name, the named one with."""
+    from ddpm_lib.data import to_uint8
+    from ddpm_lib.sampler import sample
+    out = tmp_path / "x.npz"
+    assert main(["sample", "--reference", *([name] if name else []), "--n", "2", "--method", "ddim",
+                 "--steps", "2", "--eta", "0", "--out", str(out)]) == 0
+    model, schedule = ddpm_lib.load_reference(name)
+    assert type(model).__name__ == ("UNet" if name else "HoUNet")
+    ref = sample(model, schedule, (2, 32, 32, 1), method="ddim", steps=2, seed=0)
+    np.testing.assert_array_equal(ck.read_npz(out)["images"], to_uint8(ref.numpy()))
+
+
 def test_corrupt_newest_checkpoint_is_skipped_with_one_warning(trained, tmp_path, capsys):
     import shutil
     d = tmp_path / "run"
@@ -373,6 +413,11 @@ BAD_SAMPLE = [
                        "--method ddpm does not use it (leave --eta out)."),
     (["--method", "dpm_solver", "--eta", "0", "--steps", "10"],
      "--method dpm_solver does not use it (leave --eta out)."),
+    (["--method", "ddim", "--variance", "beta"],
+     "--variance is DDPM's choice of sigma_t^2 and is used only with --method ddpm; "
+     "--method ddim does not use it (leave --variance out)."),
+    (["--method", "dpm_solver", "--variance", "posterior", "--steps", "10"],
+     "--method dpm_solver does not use it (leave --variance out)."),
     (["--n", "0"], "--n must be a positive integer; got 0."),
     (["--steps", "0"], "--steps must be a positive integer; got 0."),
     (["--steps", "5000"], "--steps must be an integer in [1, 1000] (the model's T); got 5000."),
@@ -393,6 +438,8 @@ BAD_SOURCE = [
     (["sample", "--weights", "{afile}"], "--weights '{afile}': '{afile}' is not a readable .npz file (corrupt or truncated?)"),
     (["sample", "--weights", "{nokey}"], "--weights '{nokey}': '{nokey}' has no 'meta' entry; it was not written by ddpm_lib."),
     (["sample"], "one of the arguments --weights --checkpoint-dir --reference is required"),
+    (["sample", "--reference", "ho", "--out", "{tmp}/x.png"],
+     "--reference: unknown reference model 'ho'; expected one of ['conditional', 'ho-unet', 'seed-unet']"),
     (["export", "--checkpoint-dir", "{adir}", "--out", "{tmp}/w.npz"], "no checkpoint (ckpt-*.npz) in '{adir}'"),
     (["export", "--checkpoint-dir", "{tmp}/nothere", "--out", "{tmp}/w.npz"], "is not a directory (it does not exist)."),
     (["export", "--checkpoint-dir", "{adir}", "--out", "{tmp}/missing/w.npz"], "the folder '{tmp}/missing' does not exist"),
