@@ -158,6 +158,34 @@ def test_student_config_is_the_book_config_without_solutions():
         "copy the change you made to _config.yml into _config_student.yml")
 
 
+# Where the instructor edition is published. The chapters link to other pages through it (so the
+# links work in Colab); every build must turn those links into internal ones (book/_ext/book_links.py).
+BASEURL = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["html"]["baseurl"]
+
+
+def _hrefs_to_the_published_book(html_dir):
+    """'page: href' for every href/src of a built page that points into BASEURL (http or https)."""
+    site = re.escape(re.sub(r"^https?://", "", BASEURL).rstrip("/"))
+    pattern = re.compile(r"""\b(?:href|src)\s*=\s*["']?(https?://%s(?=[/#?"'\s>]|$)[^"'\s>]*)""" % site,
+                         re.IGNORECASE)
+    found = []
+    for path in sorted(html_dir.rglob("*.html")):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        found += [f"{path.relative_to(html_dir).as_posix()}: {m.group(1)}" for m in pattern.finditer(text)]
+    return found
+
+
+def test_no_page_links_to_the_published_book(built_book, built_student):
+    """Neither edition links to the published (instructor) book: its links to BASEURL are internal
+    links of the build, and no page names BASEURL as its canonical address. The student edition
+    would otherwise send students to the pages with the solutions."""
+    assert re.match(r"^https://[^/]+/", BASEURL), f"html.baseurl in _config.yml: {BASEURL!r}"
+    for edition, built in (("instructor", built_book), ("student", built_student)):
+        found = _hrefs_to_the_published_book(built[0])
+        assert not found, (f"the {edition} edition links to the published book {BASEURL}:\n  "
+                           + "\n  ".join(found[:30]))
+
+
 def _directives(page, name):
     """How many ``{name}`` directives (exercise, solution) the chapter's markdown cells hold."""
     nb = json.loads((ROOT / (page + ".ipynb")).read_text(encoding="utf-8"))
