@@ -23,17 +23,36 @@ The companion library of the DDPM book. One module per concept:
 
 Index convention, used everywhere: code t = 0..T-1 is the paper's t = 1..T
 (details in ``ddpm_lib.schedule``). Importing the package changes no global state (environment,
-loggers): quieting TensorFlow is left to the caller.
+loggers) and does not import TensorFlow until a name is used: quieting TensorFlow is left to the
+caller (the chapters and the command line do it visibly).
 """
-from .schedule import Schedule, linear_schedule, cosine_schedule
-from .unet import UNet
-from .ho_unet import HoUNet
-from .trainer import Trainer
-from .sampler import sample, ddpm_step, ddim_step, dpm_solver_step, guided_eps
-from .checkpoint import load_weights
-from .reference import load_reference
+import importlib
 
 __version__ = "0.1.0"
-__all__ = ["Schedule", "linear_schedule", "cosine_schedule", "UNet", "HoUNet", "Trainer", "sample",
-           "ddpm_step", "ddim_step", "dpm_solver_step", "guided_eps", "load_weights",
-           "load_reference"]
+
+# The public names, and the module each lives in. They are imported on first use (PEP 562), so
+# that ``import ddpm_lib`` is cheap and does not import TensorFlow: ``python -m ddpm_lib`` can then
+# quiet TensorFlow's start-up log lines before TensorFlow is loaded (see ``__main__``).
+_PUBLIC = {"Schedule": "schedule", "linear_schedule": "schedule", "cosine_schedule": "schedule",
+           "UNet": "unet", "HoUNet": "ho_unet", "Trainer": "trainer", "sample": "sampler",
+           "ddpm_step": "sampler", "ddim_step": "sampler", "dpm_solver_step": "sampler",
+           "guided_eps": "sampler", "load_weights": "checkpoint", "load_reference": "reference"}
+_MODULES = ("schedule", "reverse", "losses", "unet", "ho_unet", "trainer", "sampler",
+            "parameterization", "mixture", "sde", "mlp", "data", "viz", "checkpoint", "validate",
+            "metrics", "generate", "reference", "notebook", "cli")
+__all__ = list(_PUBLIC)
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+    elif name in _MODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value            # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC) | set(_MODULES))

@@ -67,7 +67,8 @@ def _label_list(text):
 
 
 def _common(p):
-    p.add_argument("--debug", action="store_true", help="show the full traceback of a failure")
+    p.add_argument("--debug", action="store_true",
+                   help="show the full traceback of a failure and TensorFlow's C++ log lines")
 
 
 def _train_parser(sub):
@@ -271,14 +272,7 @@ def _check_sample_args(args):
     _check(positive_int, args.image_size, "--image-size")
     if args.steps is not None:
         _check(positive_int, args.steps, "--steps")
-    if args.eta is not None:
-        _check_number(args.eta, "--eta", low=0)
-        if args.method != "ddim":
-            raise UsageError(f"--eta is DDIM's stochasticity and is used only with --method ddim; "
-                             f"--method {args.method} does not use it (leave --eta out).")
-    if args.variance is not None and args.method != "ddpm":
-        raise UsageError(f"--variance is DDPM's choice of sigma_t^2 and is used only with --method "
-                         f"ddpm; --method {args.method} does not use it (leave --variance out).")
+    sampler_options(args.method, args.eta, args.variance)
     _check_number(args.guidance, "--guidance", low=0)
     if args.guidance and args.labels is None:
         raise UsageError(f"--guidance {args.guidance} needs --labels (classifier-free guidance "
@@ -291,6 +285,29 @@ def _check_sample_args(args):
                ".png (or another image format Pillow writes, e.g. .jpg) or .npz")
     if args.gif:
         _check_out(args.gif, "--gif", [".gif"])
+
+
+def sampler_options(method, eta=None, variance=None):
+    """The keywords of ``sample`` that ``--method``, ``--eta`` and ``--variance`` give.
+
+    Only what the method uses: ``eta`` (default 0) for ddim, ``variance`` (default
+    ``"posterior"``) for ddpm. A flag the method does not use is refused (a UsageError), not
+    ignored. Shared by ``sample`` and ``tools/evaluate.py``.
+    """
+    if eta is not None:
+        _check_number(eta, "--eta", low=0)
+        if method != "ddim":
+            raise UsageError(f"--eta is DDIM's stochasticity and is used only with --method ddim; "
+                             f"--method {method} does not use it (leave --eta out).")
+    if variance is not None and method != "ddpm":
+        raise UsageError(f"--variance is DDPM's choice of sigma_t^2 and is used only with --method "
+                         f"ddpm; --method {method} does not use it (leave --variance out).")
+    options = {"method": method}
+    if method == "ddim":
+        options["eta"] = 0.0 if eta is None else float(eta)
+    if method == "ddpm":
+        options["variance"] = variance or "posterior"
+    return options
 
 
 def _check_export_args(args):
@@ -623,10 +640,9 @@ def cmd_sample(args):
     shape = (args.n, args.image_size, args.image_size, model.image_channels)
     labels = None if args.labels is None else np.resize(np.array(args.labels, np.int32), args.n)
     t0 = time.perf_counter()
-    out = sample(model, schedule, shape, method=args.method, steps=args.steps, eta=args.eta or 0.0,
-                 seed=args.seed, variance=args.variance or "posterior",
-                 return_trajectory=bool(args.gif), clip_x0=args.clip_x0, labels=labels,
-                 guidance=args.guidance)
+    out = sample(model, schedule, shape, **sampler_options(args.method, args.eta, args.variance),
+                 steps=args.steps, seed=args.seed, return_trajectory=bool(args.gif),
+                 clip_x0=args.clip_x0, labels=labels, guidance=args.guidance)
     x0, traj = out if args.gif else (out, None)
     dt = time.perf_counter() - t0
     if args.out.lower().endswith(".npz"):

@@ -120,12 +120,16 @@ class Schedule:
         mean = extract(self.sqrt_alpha_bars, t, nd) * x0
         return mean, extract(self.one_minus_alpha_bars, t, nd)
 
-    def q_sample(self, x0, t, noise):
-        """Sample x_t ~ q(x_t | x_0): x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, eq. (4)."""
-        t, x0, noise = self.check_inputs(t, x0, noise, names=("x0", "noise"))
+    def q_sample(self, x0, t, eps):
+        """Sample x_t ~ q(x_t | x_0): x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, eq. (4).
+
+        ``eps`` is the forward noise, eps ~ N(0, I), of x_0's shape (the per-step sampling noise of
+        the reverse process is called ``z``, as in Algorithm 2).
+        """
+        t, x0, eps = self.check_inputs(t, x0, eps, names=("x0", "eps"))
         nd = x0.shape.rank
         return (extract(self.sqrt_alpha_bars, t, nd) * x0
-                + extract(self.sqrt_one_minus_alpha_bars, t, nd) * noise)
+                + extract(self.sqrt_one_minus_alpha_bars, t, nd) * eps)
 
     def predict_x0(self, x_t, t, eps):
         """x_0 from x_t and the noise: x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t).

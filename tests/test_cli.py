@@ -471,6 +471,23 @@ def test_bad_input_is_one_line(argv, message, inputs, capsys):
     assert sorted(p.name for p in inputs.iterdir()) == before          # nothing was written
 
 
+def test_an_unwritable_out_folder_is_refused_before_work(inputs, capsys, monkeypatch):
+    """A folder the user cannot write to (simulated: tests may run as root, who can write
+    anywhere): sample --out and train --export stop with one line before any work."""
+    readonly = inputs / "readonly"
+    readonly.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: (
+        False if os.path.abspath(path) == str(readonly) and mode & os.W_OK else real_access(path, mode, **kw)))
+    for argv, flag in ((SAMPLE[:-1] + [f"{readonly}/x.png"], "--out"),
+                       (TRAIN + ["--export", f"{readonly}/w.npz"], "--export")):
+        rc = run_main(fill(argv, inputs))
+        err = capsys.readouterr().err
+        assert rc == 2 and err == (f"error: {flag} '{readonly}/{'x.png' if flag == '--out' else 'w.npz'}': "
+                                   f"the folder '{readonly}' is not writable.\n"), err
+    assert os.listdir(readonly) == []
+
+
 def test_sample_help_says_what_steps_and_eta_do(capsys):
     """dpm_solver without --steps runs all T steps: the help says so and suggests 10-20."""
     with pytest.raises(SystemExit) as e:
@@ -482,15 +499,28 @@ def test_sample_help_says_what_steps_and_eta_do(capsys):
     assert "only with --method ddim" in text
 
 
-def test_bad_input_in_a_real_process(python_runner, tmp_path):
-    """As a user runs it: exit status 2 and one line of its own on stderr, no traceback."""
+def test_bad_input_in_a_real_process(tmp_path):
+    """As a user runs it, with no TF_CPP_MIN_LOG_LEVEL set: exit status 2 and exactly one line on
+    stderr (TensorFlow's C++ start-up lines hidden by the command itself), no traceback."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     for args, message in ((["train", "--checkpoint-dir", tmp_path / "r", "--steps", -5, "--data", "sample"],
                            "error: --steps must be a non-negative integer; got -5."),
                           (["sample", "--reference", "--eta", "nan", "--out", tmp_path / "x.png"],
                            "error: --eta must be a finite number; got nan.")):
-        proc = cli(python_runner, *args, check=False)
-        assert proc.returncode == 2 and own_lines(proc.stderr) == [message]
+        proc = subprocess.run([sys.executable, "-m", "ddpm_lib", *map(str, args)], env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 2 and proc.stderr == message + "\n", proc.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_debug_keeps_tensorflow_log_lines(tmp_path):
+    """--debug leaves standard error alone (TensorFlow's C++ lines too): the traceback shows."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-m", "ddpm_lib", "sample", "--reference", "--eta", "nan",
+                           "--out", str(tmp_path / "x.png"), "--debug"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1 and "Traceback (most recent call last)" in proc.stderr
+    assert proc.stderr.rstrip().endswith("UsageError: --eta must be a finite number; got nan.")
 
 
 def test_no_internet_says_which_flags_to_use(python_runner, tmp_path, monkeypatch):

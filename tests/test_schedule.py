@@ -115,7 +115,7 @@ def test_derived_arrays(sched):
 
 @pytest.mark.parametrize("name", ["linear", "cosine"])
 def test_lambdas(name):
-    """lambda_t = log(alpha_t / sigma_t) (Lu et al. 2022) = half the log signal-to-noise ratio
+    """lambda_t = log(alpha_t / sigma_t) (Lu et al. 2022) = half the log signal-to-eps ratio
     log(alpha_bar_t / (1 - alpha_bar_t)) / 2: float64, decreasing in t."""
     s = linear_schedule(1000) if name == "linear" else cosine_schedule(1000)
     abar = ref_derived(s.betas)["alpha_bars"]
@@ -136,7 +136,7 @@ def test_boundary_values(sched):
 
 
 def test_linear_alpha_bar_T():
-    # the paper's schedule ends with alpha_bar_T ~ 4.04e-5 (x_T is almost pure noise)
+    # the paper's schedule ends with alpha_bar_T ~ 4.04e-5 (x_T is almost pure eps)
     s = linear_schedule(1000)
     assert s.alpha_bars[-1] == pytest.approx(np.prod(1 - np.linspace(1e-4, 0.02, 1000)), rel=1e-10)
     assert 4.0e-5 < s.alpha_bars[-1] < 4.1e-5
@@ -144,32 +144,32 @@ def test_linear_alpha_bar_T():
 
 # --------------------------------------------------------------- tensor methods (float32)
 def test_q_mean_variance_and_q_sample(sched, batch, f32):
-    x0, noise, t = batch
+    x0, eps, t = batch
     abar = ref_derived(sched.betas)["alpha_bars"][t]
     mean, var = sched.q_mean_variance(x0, t)
     f32(mean.numpy(), col(np.sqrt(abar)) * x0, what="q mean")
     f32(var.numpy(), col(1 - abar), what="q variance")
     assert var.shape == (len(t), 1, 1, 1) and mean.dtype == tf.float32
-    xt = sched.q_sample(x0, t, noise)
-    a, b = col(np.sqrt(abar)) * x0, col(np.sqrt(1 - abar)) * noise
+    xt = sched.q_sample(x0, t, eps)
+    a, b = col(np.sqrt(abar)) * x0, col(np.sqrt(1 - abar)) * eps
     f32(xt.numpy(), a + b, scale=np.abs(a) + np.abs(b), what="q_sample")
     assert xt.dtype == tf.float32 and xt.shape == x0.shape
 
 
 def test_predict_x0(sched, batch, f32):
-    x0, noise, t = batch
-    xt = sched.q_sample(x0, t, noise).numpy()
+    x0, eps, t = batch
+    xt = sched.q_sample(x0, t, eps).numpy()
     abar = ref_derived(sched.betas)["alpha_bars"][t]
-    a, b = col(1 / np.sqrt(abar)) * xt, col(np.sqrt(1 / abar - 1)) * noise
-    pred = sched.predict_x0(xt, t, noise).numpy()
+    a, b = col(1 / np.sqrt(abar)) * xt, col(np.sqrt(1 / abar - 1)) * eps
+    pred = sched.predict_x0(xt, t, eps).numpy()
     f32(pred, a - b, scale=np.abs(a) + np.abs(b), what="predict_x0")
     # and it inverts q_sample (error amplified by 1/sqrt(alpha_bar) at large t)
     f32(pred, x0, scale=np.abs(a) + np.abs(b), rtol=4e-6, what="predict_x0(q_sample)")
 
 
 def test_predict_eps(sched, batch, f32):
-    x0, noise, t = batch
-    xt = sched.q_sample(x0, t, noise).numpy()
+    x0, eps, t = batch
+    xt = sched.q_sample(x0, t, eps).numpy()
     abar = ref_derived(sched.betas)["alpha_bars"][t]
     a, b = col(1 / np.sqrt(abar)) * xt, x0
     c = col(np.sqrt(1 / abar - 1))
@@ -181,8 +181,8 @@ def test_predict_eps(sched, batch, f32):
 
 
 def test_q_posterior(sched, batch, f32):
-    x0, noise, t = batch
-    xt = sched.q_sample(x0, t, noise).numpy()
+    x0, eps, t = batch
+    xt = sched.q_sample(x0, t, eps).numpy()
     ref = ref_derived(sched.betas)
     c1, c2 = ref["posterior_mean_coef1"][t], ref["posterior_mean_coef2"][t]
     mean, var = sched.q_posterior(x0, xt, t)
@@ -198,13 +198,13 @@ def test_rank2_inputs_and_scalar_t(f32):
     s = linear_schedule(100)
     rng = np.random.default_rng(2)
     x0 = rng.standard_normal((3, 5)).astype(np.float32)
-    noise = rng.standard_normal((3, 5)).astype(np.float32)
-    xt = s.q_sample(x0, np.array([7, 7, 7]), noise)
+    eps = rng.standard_normal((3, 5)).astype(np.float32)
+    xt = s.q_sample(x0, np.array([7, 7, 7]), eps)
     assert xt.shape == (3, 5)
-    a, b = np.sqrt(s.alpha_bars[7]) * x0, np.sqrt(1 - s.alpha_bars[7]) * noise
+    a, b = np.sqrt(s.alpha_bars[7]) * x0, np.sqrt(1 - s.alpha_bars[7]) * eps
     f32(xt.numpy(), a + b, scale=np.abs(a) + np.abs(b))
-    np.testing.assert_array_equal(s.q_sample(x0, 7, noise).numpy(), xt.numpy())
-    np.testing.assert_array_equal(s.q_sample(x0, np.int64(7), noise).numpy(), xt.numpy())
+    np.testing.assert_array_equal(s.q_sample(x0, 7, eps).numpy(), xt.numpy())
+    np.testing.assert_array_equal(s.q_sample(x0, np.int64(7), eps).numpy(), xt.numpy())
 
 
 def test_extract_shapes_and_values():
@@ -221,12 +221,12 @@ def test_methods_work_inside_tf_function(f32):
     s = linear_schedule(50)
 
     @tf.function
-    def f(x0, t, noise):
-        return s.q_sample(x0, t, noise)
+    def f(x0, t, eps):
+        return s.q_sample(x0, t, eps)
 
     x0 = np.ones((2, 8, 8, 1), np.float32)
-    noise = np.zeros_like(x0)
-    out = f(x0, tf.constant([0, 49]), noise).numpy()
+    eps = np.zeros_like(x0)
+    out = f(x0, tf.constant([0, 49]), eps).numpy()
     f32(out[:, 0, 0, 0], np.sqrt([s.alpha_bars[0], s.alpha_bars[49]]))
 
 

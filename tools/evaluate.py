@@ -50,30 +50,19 @@ def sampler_kwargs(args):
     Only what the method uses: ``eta`` for ddim, ``variance`` for ddpm. A flag the method does
     not use is refused rather than ignored.
     """
-    from ddpm_lib.validate import finite_number, positive_int
+    from ddpm_lib.cli import sampler_options          # the command line's check, one wording
+    from ddpm_lib.validate import positive_int
     positive_int(args.n, "--n")
     positive_int(args.batch_size, "--batch-size")
     if args.steps is not None:
         positive_int(args.steps, "--steps")
-    if args.eta is not None:
-        finite_number(args.eta, "--eta", minimum=0)
-        if args.method != "ddim":
-            raise ValueError(f"--eta is DDIM's stochasticity and is used only with --method ddim; "
-                             f"--method {args.method} does not use it (leave --eta out).")
-    if args.variance is not None and args.method != "ddpm":
-        raise ValueError(f"--variance is DDPM's choice of sigma_t^2 and is used only with --method "
-                         f"ddpm; --method {args.method} does not use it (leave --variance out).")
+    kwargs = dict(sampler_options(args.method, args.eta, args.variance), steps=args.steps)
     if args.weights is not None and not os.path.isfile(args.weights):
         raise ValueError(f"--weights {args.weights!r}: no such file.")
     if args.cache_dir is not None and os.path.isfile(args.cache_dir):
         raise ValueError(f"--cache-dir {args.cache_dir!r} is a file, not a directory.")
-    kwargs = dict(method=args.method, steps=args.steps)
     if args.clip_x0:
         kwargs["clip_x0"] = True
-    if args.method == "ddim":
-        kwargs["eta"] = 0.0 if args.eta is None else args.eta
-    if args.method == "ddpm":
-        kwargs["variance"] = args.variance or "posterior"
     return kwargs
 
 
