@@ -35,6 +35,11 @@ def model_fingerprint(model):
     return h.hexdigest()[:16]
 
 
+def _jsonable(value):
+    """Arrays (e.g. ``labels``) in full, by value, for the cache key; anything else as str."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
 def generate_images(model, schedule, n, batch_size=250, seed0=1000, image_size=32, cache_dir=None,
                     verbose=False, **sample_kwargs):
     """``n`` samples of ``sampler.sample(model, schedule, ...)`` in seeded batches.
@@ -42,7 +47,9 @@ def generate_images(model, schedule, n, batch_size=250, seed0=1000, image_size=3
     Returns ``(images, seconds)``: float32 images of shape (n, image_size, image_size, C) as the
     sampler returns them (not clipped), and for each batch the seconds its sampling took (when it
     was made, if it came from the cache) and how many images it holds, as an (batches, 2) array.
-    ``sample_kwargs`` go to ``sampler.sample`` (``method``, ``steps``, ``eta``, ...).
+    ``sample_kwargs`` go to ``sampler.sample`` (``method``, ``steps``, ``eta``, ...). For a
+    class-conditional model, ``labels`` holds ``batch_size`` labels, used for every batch (the
+    last, partial batch keeps its first ones), e.g. ``np.arange(batch_size) % 10``.
     """
     from .sampler import sample
     from .validate import positive_int
@@ -56,7 +63,7 @@ def generate_images(model, schedule, n, batch_size=250, seed0=1000, image_size=3
         from .checkpoint import schedule_hash
         key = json.dumps({"model": model_fingerprint(model), "schedule": schedule_hash(schedule),
                           "kwargs": sample_kwargs, "batch_size": batch_size, "seed0": seed0,
-                          "image_size": image_size}, sort_keys=True, default=str)
+                          "image_size": image_size}, sort_keys=True, default=_jsonable)
         folder = os.path.join(os.fspath(cache_dir), hashlib.sha256(key.encode()).hexdigest()[:20])
         os.makedirs(folder, exist_ok=True)
         atomic_savez(os.path.join(folder, "request.npz"), {"meta": np.array(key)})

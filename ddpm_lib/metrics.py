@@ -9,6 +9,9 @@ Numbers from different feature extractors are not comparable: compare within thi
           (Heusel et al., 2017)
     KID = unbiased MMD^2 with the kernel k(x, y) = (x.y / d + 1)^3 (Binkowski et al., 2018),
           averaged over random subsets; its standard deviation over subsets is the error bar.
+    diversity of class c = tr Cov(features of the samples of class c)
+                           / tr Cov(features of the real images of class c)
+          (``class_diversity``: 1 is as varied as the real class, below 1 less varied)
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import keras
 from keras import layers
 
 __all__ = ["build_classifier", "train_classifier", "load_classifier", "features", "predict_classes",
-           "fid", "kid", "class_histogram", "load_heldout_features", "heldout_halves", "CLASSIFIER_FILE",
+           "fid", "kid", "class_histogram", "class_diversity", "load_heldout_features", "heldout_halves", "CLASSIFIER_FILE",
            "HELDOUT_FILE"]
 
 CLASSIFIER_FILE = "fashion_mnist_classifier.npz"
@@ -173,3 +176,26 @@ def class_histogram(classes, num_classes=10):
     counts = np.bincount(np.asarray(classes, np.int64), minlength=num_classes)
     return counts / max(1, counts.sum())
 
+
+
+def class_diversity(feats, labels, real_feats, real_labels, num_classes=10):
+    """Per class c: tr Cov(feats of class c) / tr Cov(real_feats of class c), shape (num_classes,).
+
+    The total variance of a class's features, relative to that of the real images of the class:
+    1 means the samples of c vary as much as real images of c, below 1 that they vary less (what
+    guidance trades for typicality, chapter 11). ``labels``: the class each sample was asked for
+    (or predicted); every class needs at least 2 samples on each side.
+    """
+    f, r = np.asarray(feats, np.float64), np.asarray(real_feats, np.float64)
+    y, yr = np.asarray(labels).reshape(-1), np.asarray(real_labels).reshape(-1)
+    if f.ndim != 2 or r.ndim != 2 or f.shape[1] != r.shape[1] or len(y) != len(f) or len(yr) != len(r):
+        raise ValueError(f"feats (N, d) with N labels and real_feats (M, d) with M labels expected; "
+                         f"got {f.shape} with {len(y)} and {r.shape} with {len(yr)}.")
+    out = np.empty(num_classes)
+    for c in range(num_classes):
+        a, b = f[y == c], r[yr == c]
+        if min(len(a), len(b)) < 2:
+            raise ValueError(f"class {c} has {len(a)} samples and {len(b)} real images; "
+                             "class_diversity needs at least 2 of each.")
+        out[c] = np.trace(np.atleast_2d(np.cov(a, rowvar=False))) / np.trace(np.atleast_2d(np.cov(b, rowvar=False)))
+    return out

@@ -10,6 +10,10 @@ So its density, its score grad_x log q(x_t) and, through Tweedie's formula
 (``ddpm_lib.parameterization.score_to_eps``), the best possible noise prediction
 eps*(x_t, t) = E[eps | x_t] are exact: a reference to check networks and samplers against.
 Everything here is float64 numpy, except ``optimal_eps``: float32, like a network's output.
+
+With the components taken as classes, ``MixtureEps`` is the exact class-conditional noise
+predictor eps*(x_t, t, y), called like a class-conditional network: classifier-free guidance
+(``sampler.guided_eps``) with exact scores.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import numpy as np
 from . import validate
 from .parameterization import score_to_eps
 
-__all__ = ["GaussianMixture"]
+__all__ = ["GaussianMixture", "MixtureEps"]
 
 
 class GaussianMixture:
@@ -55,6 +59,13 @@ class GaussianMixture:
 
     def __repr__(self):
         return f"GaussianMixture(K={len(self.weights)}, d={self.dim})"
+
+    def component(self, k):
+        """The k-th component alone, N(mu_k, Sigma_k), as a one-component mixture: q(x | y = k)."""
+        k = validate.non_negative_int(k, "k")
+        if k >= len(self.weights):
+            raise ValueError(f"k must be a component index in [0, {len(self.weights) - 1}]; got {k}.")
+        return GaussianMixture([1.0], self.means[k:k + 1], self.covs[k:k + 1])
 
     def mean(self):
         """E[x] = sum_k w_k mu_k."""
@@ -125,3 +136,36 @@ class GaussianMixture:
         t = validate.time_index(t, schedule.timesteps, scalar=True)
         score = self.diffuse(schedule.alpha_bars[int(t)]).score(x_t)
         return score_to_eps(schedule, np.asarray(x_t, np.float32), t, score.astype(np.float32)).numpy()
+
+
+class MixtureEps:
+    """The exact noise predictor of a mixture whose components are the classes, as a model.
+
+    Called like a class-conditional network, ``model(x_t, t, y=None)``: the label y = k < K gives
+    E[eps | x_t, y = k], the eps* of component k alone (``component(k).optimal_eps``); the null
+    label K, or ``y=None``, gives E[eps | x_t], the eps* of the whole mixture. ``num_classes`` = K,
+    so ``sampler.guided_eps`` and the sampling loops (run eagerly: ``ddim_loop``, ...) take it
+    unchanged. ``t``: the code times of the batch, all equal (as the loops call it). float32 out.
+    """
+
+    def __init__(self, mixture, schedule):
+        if not isinstance(mixture, GaussianMixture):
+            raise ValueError(f"mixture must be a GaussianMixture; got {type(mixture).__name__}.")
+        self.mixture, self.schedule = mixture, schedule
+        self.num_classes = len(mixture.weights)
+        self._conditionals = [mixture.component(k) for k in range(self.num_classes)] + [mixture]
+
+    def __call__(self, x_t, t, y=None, training=False):
+        x_t = self.mixture._check_points(x_t)
+        times = np.unique(np.asarray(t))
+        if times.size != 1:
+            raise ValueError(f"MixtureEps takes one time per call, shared by the batch; got {times}.")
+        null = self.num_classes
+        y = np.full(len(x_t), null) if y is None else np.asarray(y).reshape(-1)
+        if y.shape != (len(x_t),) or np.any((y < 0) | (y > null)):
+            raise ValueError(f"y must hold {len(x_t)} labels in [0, {null}] ({null} = null); got {y}.")
+        eps = np.empty(x_t.shape, np.float32)
+        for k in np.unique(y):
+            rows = y == k
+            eps[rows] = self._conditionals[int(k)].optimal_eps(self.schedule, x_t[rows], int(times[0]))
+        return eps

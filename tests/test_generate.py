@@ -61,3 +61,23 @@ def test_fingerprint_changes_with_the_weights(tiny_unet_factory):
 def test_bad_arguments(tiny_unet, schedule, kwargs, match):
     with pytest.raises(ValueError, match=match):
         generate_images(tiny_unet, schedule, **kwargs)
+
+
+def test_labels_reach_the_sampler_and_key_the_cache(tiny_unet, schedule, tmp_path, monkeypatch):
+    """Class labels (a long array) go to every batch's sample call, and two label arrays that
+    differ in one entry are two cache entries (the key holds the labels in full)."""
+    calls = []
+
+    def fake_sample(model, schedule, shape, seed, **kwargs):
+        calls.append(kwargs["labels"])
+        import tensorflow as tf
+        return tf.fill(shape, float(kwargs["labels"][0]))
+    monkeypatch.setattr(sampler, "sample", fake_sample)
+    labels = np.arange(2000) % 10
+    x, _ = generate_images(tiny_unet, schedule, 3, batch_size=2000, cache_dir=tmp_path,
+                           labels=labels, **KW)
+    assert len(calls) == 1 and calls[0] is labels and x.shape == (3, 32, 32, 1)
+    other = labels.copy()
+    other[1501] = 7                # labels[1501] is 1
+    generate_images(tiny_unet, schedule, 3, batch_size=2000, cache_dir=tmp_path, labels=other, **KW)
+    assert len(calls) == 2 and len(os.listdir(tmp_path)) == 2

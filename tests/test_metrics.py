@@ -28,3 +28,19 @@ def test_heldout_halves_split_every_class_in_two():
     np.testing.assert_array_equal(b, b2)
     # the floor at N = 1000, as the evaluation chapter measured it
     assert 0.5 < metrics.fid(a[:1000], b) < 5
+
+
+def test_class_diversity():
+    """1 for the real images themselves; a class squeezed towards its mean by a factor s has
+    s^2 of the variance; an undefined class is refused."""
+    rng = np.random.default_rng(0)
+    real = rng.standard_normal((300, 4)) * np.repeat([1.0, 2.0, 3.0], 100)[:, None]
+    labels = np.repeat([0, 1, 2], 100)
+    np.testing.assert_allclose(metrics.class_diversity(real, labels, real, labels, 3), 1.0)
+    squeezed = real.copy()
+    means = np.stack([real[labels == c].mean(0) for c in range(3)])
+    squeezed[labels == 1] = means[1] + 0.5 * (real[labels == 1] - means[1])
+    np.testing.assert_allclose(metrics.class_diversity(squeezed, labels, real, labels, 3), [1, 0.25, 1])
+    import pytest
+    with pytest.raises(ValueError, match="class 2 has 1 samples and 100 real images"):
+        metrics.class_diversity(real[:201], labels[:201], real, labels, 3)
