@@ -13,9 +13,8 @@ loss curve, the command that reproduces it) is on the book's model-card page.
                   (chapter 8, errata item 19); kept for that diagnosis and for comparisons.
     "conditional" a class-conditional ``HoUNet(num_classes=10)`` for classifier-free guidance
                   (Ho & Salimans, 2022; ``sample(..., labels=y, guidance=w)``): label 10 is the
-                  null class. Fine-tuned from the unconditional Ho UNet with label dropout
-                  (``Trainer.fine_tune_from``). Its file, ``fashion_mnist_ho_unet_cond.npz``, is
-                  not shipped yet: loading it raises ``FileNotFoundError`` until it is.
+                  null class. Fine-tuned from the unconditional Ho UNet (step 6,000) with label
+                  dropout (``Trainer.fine_tune_from``); chapter 11 measures it.
 """
 from importlib import resources
 

@@ -270,6 +270,19 @@ def test_sample_reference_by_name(name, tmp_path):
     np.testing.assert_array_equal(ck.read_npz(out)["images"], to_uint8(ref.numpy()))
 
 
+def test_sample_reference_conditional_with_guidance(tmp_path):
+    """`sample --reference conditional --labels ... --guidance w`: the library's guided samples."""
+    from ddpm_lib.data import to_uint8
+    from ddpm_lib.sampler import sample
+    out = tmp_path / "x.npz"
+    assert main(["sample", "--reference", "conditional", "--labels", "7,8", "--guidance", "2",
+                 "--n", "2", "--method", "ddim", "--steps", "2", "--out", str(out)]) == 0
+    model, schedule = ddpm_lib.load_reference("conditional")
+    ref = sample(model, schedule, (2, 32, 32, 1), method="ddim", steps=2, seed=0,
+                 labels=np.array([7, 8]), guidance=2.0)
+    np.testing.assert_array_equal(ck.read_npz(out)["images"], to_uint8(ref.numpy()))
+
+
 def test_corrupt_newest_checkpoint_is_skipped_with_one_warning(trained, tmp_path, capsys):
     import shutil
     d = tmp_path / "run"

@@ -477,11 +477,80 @@ def test_cli_bad_conditional_flags(tmp_path, capsys, extra, message):
 
 
 def test_load_reference_conditional():
-    """A conditional HoUNet(num_classes=10) once its file is shipped; until then, a clear error."""
+    """The shipped class-conditional HoUNet(num_classes=10): it loads, and its labels matter
+    (the fine-tune moved the class embedding away from zero, so eps depends on y)."""
     assert reference.REFERENCE_MODELS["conditional"] == "fashion_mnist_ho_unet_cond.npz"
-    try:
-        model, schedule = reference.load_reference("conditional")
-    except FileNotFoundError as e:
-        assert "fashion_mnist_ho_unet_cond.npz are missing" in str(e)
-        return
+    model, schedule = reference.load_reference("conditional")
     assert isinstance(model, HoUNet) and model.num_classes == 10 and schedule.timesteps == 1000
+    x = tf.random.stateless_normal((2, 32, 32, 1), seed=[0, 0])
+    t = tf.constant([500, 500])
+    eps = [model(x, t, y=tf.constant([y, y]), training=False).numpy() for y in (0, 9, 10)]
+    assert np.abs(eps[0] - eps[1]).max() > 1e-3 and np.abs(eps[0] - eps[2]).max() > 1e-3
+
+
+# ------------------------------------------------- exact scores: a Gaussian mixture's classes
+def toy_mixture():
+    from ddpm_lib.mixture import GaussianMixture
+    return GaussianMixture(weights=[0.5, 0.3, 0.2], means=[[-1.0, -0.4], [0.9, 0.5], [0.1, 1.1]],
+                           covs=[[[0.05, 0.03], [0.03, 0.04]], [[0.02, 0.0], [0.0, 0.06]],
+                                 [[0.01, 0.0], [0.0, 0.01]]])
+
+
+def test_mixture_eps_is_the_exact_conditional_and_unconditional_eps():
+    from ddpm_lib.mixture import MixtureEps
+    mix, sched = toy_mixture(), linear_schedule(1000)
+    model = MixtureEps(mix, sched)
+    x = mix.diffuse(sched.alpha_bars[299]).sample(6, seed=1)
+    t = np.full(6, 299)
+    np.testing.assert_array_equal(model(x, t), mix.optimal_eps(sched, x, 299))
+    np.testing.assert_array_equal(model(x, t, y=np.full(6, 3)), mix.optimal_eps(sched, x, 299))
+    y = np.array([0, 1, 2, 0, 1, 2])
+    want = np.stack([mix.component(k).optimal_eps(sched, x[i:i + 1], 299)[0] for i, k in enumerate(y)])
+    np.testing.assert_array_equal(model(x, t, y=y), want)
+    with pytest.raises(ValueError, match=r"y must hold 6 labels in \[0, 3\]"):
+        model(x, t, y=np.full(6, 4))
+    with pytest.raises(ValueError, match="one time per call"):
+        model(x, np.arange(6))
+    with pytest.raises(ValueError, match=r"k must be a component index in \[0, 2\]; got 3."):
+        mix.component(3)
+
+
+@pytest.mark.parametrize("w", [0.0, 1.0, 3.0])
+def test_guidance_is_classifier_guidance_with_the_implicit_classifier(w):
+    """Ho & Salimans' eq. 6 on exact eps: (1 + w) eps(x, y) - w eps(x) equals
+    -sqrt(1 - alpha_bar) [grad log q(x_t | y) + w grad log q(y | x_t)], the classifier-guided eps
+    (Dhariwal & Nichol 2021) with the Bayes classifier q(y | x_t). Its gradient here is a central
+    finite difference of the mixture's log responsibilities (float64)."""
+    from ddpm_lib.mixture import MixtureEps
+    mix, sched = toy_mixture(), linear_schedule(1000)
+    t = 199
+    q_t = mix.diffuse(sched.alpha_bars[t])
+    x = q_t.sample(8, seed=2)
+    y = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    guided = guided_eps(MixtureEps(mix, sched), tf.constant(x, tf.float32), tf.fill([8], t),
+                        labels=y, guidance=w).numpy()
+    h, grad = 1e-5, np.zeros_like(x)
+    for j in range(2):
+        step = np.zeros(2)
+        step[j] = h
+        up, down = (np.log(q_t.responsibilities(x + s))[np.arange(8), y] for s in (step, -step))
+        grad[:, j] = (up - down) / (2 * h)                           # grad log q(y | x_t)
+    score_y = np.stack([mix.diffuse(sched.alpha_bars[t]).component(k).score(x[i:i + 1])[0]
+                        for i, k in enumerate(y)])
+    want = -np.sqrt(1 - sched.alpha_bars[t]) * (score_y + w * grad)
+    np.testing.assert_allclose(guided, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_exact_guidance_sharpens_the_classes():
+    """DDIM with exact guided eps: the larger w, the surer the Bayes classifier q(y | x_0) of the
+    asked class (the trade-off chapter 11 measures on images)."""
+    from ddpm_lib.mixture import MixtureEps
+    mix, sched = toy_mixture(), linear_schedule(1000)
+    model = MixtureEps(mix, sched)
+    x_T = tf.random.stateless_normal((300, 2), seed=[3, 0])
+    y = np.arange(300) % 3
+    sure = []
+    for w in (0.0, 1.0, 4.0):
+        x0 = ddim_loop(model, sched, x_T, seed=0, steps=50, labels=y, guidance=w).numpy()
+        sure.append(float(mix.responsibilities(x0)[np.arange(300), y].mean()))
+    assert sure[0] < sure[1] < sure[2] and sure[2] > 0.99, sure
