@@ -8,7 +8,8 @@ import tensorflow as tf
 
 from ddpm_lib import checkpoint as ck
 from ddpm_lib.checkpoint import (atomic_savez, atomic_write_json, export_weights, latest_checkpoint,
-                                 list_checkpoints, load_weights, read_npz)
+                                 list_checkpoints, load_weights, read_npz, variable_keys,
+                                 WEIGHTS_FORMAT)
 from ddpm_lib.schedule import cosine_schedule, linear_schedule
 from ddpm_lib.trainer import Trainer
 
@@ -278,17 +279,23 @@ def test_position_keyed_version_2_unet_files_still_load(tiny_unet, tmp_path):
         np.testing.assert_array_equal(w, ref)
 
 
-def test_the_shipped_reference_file_loads_as_stored():
-    """The shipped weights stay in version 1 (by position): loading gives exactly its arrays."""
+def test_the_shipped_seed_unet_file_is_keyed_by_path_with_its_original_weights():
+    """The seed-UNet file was converted from version 1 (by position) to version 2 (by path):
+    loading gives exactly its arrays, and the weights are those of the version-1 file (their
+    fingerprint, pinned before the conversion)."""
     from importlib import resources
+    from ddpm_lib.generate import model_fingerprint
     ref = resources.files("ddpm_lib") / "assets" / "reference" / "fashion_mnist_unet32.npz"
     with resources.as_file(ref) as path:
         raw = read_npz(path)
         model, schedule = load_weights(path)
-    assert raw["meta"]["format"] == "ddpm_lib.weights/1"
-    assert len(model.weights) == raw["meta"]["n_weights"] and model.trained_timesteps == 1000
-    for i, w in enumerate(model.get_weights()):
-        np.testing.assert_array_equal(w, raw[f"w{i:04d}"].astype(np.float32))
+    assert raw["meta"]["format"] == WEIGHTS_FORMAT and raw["meta"]["keys"] == "path"
+    assert model.trained_timesteps == 1000 and raw["meta"]["extra"]["step"] == 7000
+    keys = variable_keys(model)
+    assert sorted(f"weights/{k}" for k in keys) == sorted(k for k in raw if k != "meta")
+    for key, w in zip(keys, model.get_weights()):
+        np.testing.assert_array_equal(w, raw[f"weights/{key}"].astype(np.float32))
+    assert model_fingerprint(model) == "4df563f90cd0d861"
 
 
 def rewrite(src, dst, change):

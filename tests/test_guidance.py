@@ -5,6 +5,7 @@ Kept cheap: every network is the smallest HoUNet (8x8 images, one level, no atte
 middle one), the sampling loops run eagerly wherever that proves the property, and a compiled
 ``sample`` (one trace of the network each) only where the compiled path itself is tested."""
 import json
+import re
 from types import SimpleNamespace
 
 import keras
@@ -146,6 +147,24 @@ def test_unconditional_model_refuses_labels(uncond):
 def test_bad_num_classes():
     with pytest.raises(ValueError, match="num_classes must be a positive integer; got 0"):
         HoUNet(**ARCH, num_classes=0)
+
+
+@pytest.mark.parametrize("scale", [0, -1.0, float("nan"), float("inf"), True, "50"])
+def test_bad_class_embedding_scale(scale):
+    with pytest.raises(ValueError, match=f"class_embedding_scale must be a positive finite number; "
+                                         f"got {re.escape(repr(scale))}"):
+        HoUNet(**ARCH, num_classes=K, class_embedding_scale=scale)
+
+
+def test_the_class_embedding_enters_times_its_scale(cond):
+    """temb + s * embedding[y]: the network with scale s and embedding E computes what the one
+    with scale 1 and embedding s * E computes (to float32 rounding), and s is in the config."""
+    assert cond.class_embedding_scale == 50.0 and cond.get_config()["class_embedding_scale"] == 50.0
+    one = tiny(class_embedding_scale=1.0)
+    one.set_weights(cond.get_weights())                          # scale 1, embedding E: differs
+    assert np.max(np.abs(one(X, T, Y).numpy() - cond(X, T, Y).numpy())) > 1e-3
+    one.class_embedding.embeddings.assign(50.0 * cond.class_embedding.embeddings)
+    np.testing.assert_allclose(one(X, T, Y).numpy(), cond(X, T, Y).numpy(), rtol=1e-5, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------ guided eps
