@@ -62,6 +62,12 @@ def load_npz(path, images_key="images", labels_key="labels"):
         images = f[images_key]
         labels = f[labels_key] if labels_key in f else None
     check_images(images)
+    if labels is not None and (labels.dtype.kind not in "iu" or labels.shape != images.shape[:1]
+                               or (labels.size and labels.min() < 0)):
+        raise ValueError(f"{labels_key!r} must hold one non-negative integer class per image, "
+                         f"shape ({len(images)},); got dtype {labels.dtype}, shape {labels.shape}"
+                         + (f", smallest {labels.min()}" if labels.size and labels.dtype.kind in "iuf"
+                            else "") + ".")
     return images, labels
 
 

@@ -364,15 +364,15 @@ class Trainer:
         x = preprocess(check_images(np.asarray(val_images))[:n], self.image_size, self.mode)
         t = tf.random.stateless_uniform([x.shape[0]], seed=[_VAL_SEED, 0], minval=0,
                                         maxval=self.schedule.timesteps, dtype=tf.int32, alg="philox")
-        noise = tf.random.stateless_normal(x.shape, seed=[_VAL_SEED, 1], alg="philox")
+        eps = tf.random.stateless_normal(x.shape, seed=[_VAL_SEED, 1], alg="philox")
         y = None if val_labels is None else tf.constant(val_labels[:n], tf.int32)
-        self._val = (self.schedule.q_sample(x, t, noise), t, noise, y)
+        self._val = (self.schedule.q_sample(x, t, eps), t, eps, y)
 
     def validation_loss(self):
         """L_simple of the model and of its EMA on the fixed validation set (same t, same eps)."""
         if self._val is None:
             raise ValueError("no validation images; pass val_images to fit() first.")
-        x_t, t, noise, y = self._val
+        x_t, t, eps, y = self._val
         if self._val_fn is None:
             def per_example(model, x, t, eps, y):
                 kw = {} if y is None else {"y": y}
@@ -382,7 +382,7 @@ class Trainer:
         out = {}
         for key, fn in self._val_fn.items():
             b = self.batch_size
-            losses = [fn(x_t[i:i + b], t[i:i + b], noise[i:i + b], None if y is None else y[i:i + b])
+            losses = [fn(x_t[i:i + b], t[i:i + b], eps[i:i + b], None if y is None else y[i:i + b])
                       for i in range(0, x_t.shape[0], b)]
             out[key] = float(tf.reduce_mean(tf.concat(losses, 0)))
         return out

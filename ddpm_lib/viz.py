@@ -67,9 +67,9 @@ def noising_strip(schedule, x0, ts, seed=0):
     if x0.ndim == 3:
         x0 = x0[None]
     ts = np.asarray(ts, np.int32)
-    noise = tf.random.stateless_normal(x0.shape, seed=[seed, 0], alg="philox")
+    eps = tf.random.stateless_normal(x0.shape, seed=[seed, 0], alg="philox")
     batch = np.repeat(x0, len(ts), axis=0)
-    return _np(schedule.q_sample(batch, ts, np.repeat(_np(noise), len(ts), axis=0)))
+    return _np(schedule.q_sample(batch, ts, np.repeat(_np(eps), len(ts), axis=0)))
 
 
 def plot_noising_strip(schedule, x0, ts, seed=0, figsize=None):

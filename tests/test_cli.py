@@ -399,6 +399,12 @@ def inputs(tmp_path):
     write_npz(tmp_path / "few.npz", images=np.zeros((20, 28, 28), np.uint8),
               labels=np.repeat(np.arange(10), 2))
     write_npz(tmp_path / "huge.npz", images=np.zeros((4, 40, 40), np.uint8))
+    write_npz(tmp_path / "floatlabels.npz", images=np.zeros((4, 28, 28), np.uint8),
+              labels=np.array([0.0, 1.0, 2.0, 3.0]))
+    write_npz(tmp_path / "neglabels.npz", images=np.zeros((4, 28, 28), np.uint8),
+              labels=np.array([0, -1, 2, 3]))
+    write_npz(tmp_path / "fewlabels.npz", images=np.zeros((4, 28, 28), np.uint8),
+              labels=np.array([0, 1, 2]))
     (tmp_path / "dir.png").mkdir()
     return tmp_path
 
@@ -440,6 +446,11 @@ BAD_TRAIN = [
     (["--data", "npz", "--data-npz", "{chw}"], "images look channels-first or odd: shape (4, 3, 28, 28)"),
     (["--data", "npz", "--data-npz", "{few}"], "fewer than test_per_class=1000. (see --test-per-class)"),
     (["--data", "npz", "--data-npz", "{huge}"], "the images are 40 pixels wide or high, larger than --image-size 32"),
+    (["--data", "npz", "--data-npz", "{floatlabels}"], "'labels' must hold one non-negative integer "
+     "class per image, shape (4,); got dtype float64, shape (4,), smallest 0.0."),
+    (["--data", "npz", "--data-npz", "{neglabels}", "--conditional"], "'labels' must hold one "
+     "non-negative integer class per image, shape (4,); got dtype int64, shape (4,), smallest -1."),
+    (["--data", "npz", "--data-npz", "{fewlabels}"], "got dtype int64, shape (3,), smallest 0."),
     (["--checkpoint-dir", "{afile}"], "--checkpoint-dir '{afile}' is a file, not a directory."),
     (["--export", "{tmp}/missing/w.npz"], "--export '{tmp}/missing/w.npz': the folder '{tmp}/missing' does not exist"),
     (["--export", "{adir}"], "--export '{adir}' is a directory; give a file name."),
