@@ -38,8 +38,8 @@ class UsageError(ValueError):
     """A bad command-line input (exit status 2)."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, with every error on one line."""
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with every error on one line (also used by tools/evaluate.py)."""
 
     def error(self, message):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
@@ -175,7 +175,7 @@ def _export_parser(sub):
 
 
 def build_parser():
-    parser = _Parser(prog="python -m ddpm_lib", description=__doc__.split("\n")[0])
+    parser = OneLineParser(prog="python -m ddpm_lib", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _sample_parser(sub)
@@ -597,21 +597,34 @@ def _trainer_from_dir(checkpoint_dir):
     return trainer
 
 
+def load_model_source(weights=None, reference=None, image_size=32):
+    """``(model, schedule)`` of ``--weights FILE`` or ``--reference [NAME]`` (``True``: the
+    default reference model); a UsageError naming the flag. Also used by tools/evaluate.py."""
+    if reference is not None:
+        from .reference import load_reference
+        try:
+            return load_reference(None if reference is True else reference)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"--reference: {e}") from None
+    from .checkpoint import load_weights
+    try:
+        return load_weights(weights, image_size=image_size)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--weights {weights!r}: {e}") from None
+
+
+def check_steps(steps, schedule):
+    """``--steps`` (None: all T) is at most the model's T; a UsageError otherwise."""
+    if steps is not None and steps > schedule.timesteps:
+        raise UsageError(f"--steps must be an integer in [1, {schedule.timesteps}] (the model's "
+                         f"T); got {steps}.")
+
+
 def _load_model(args):
     """``(model, schedule)`` of the sample command, checked against ``--image-size``."""
     import tensorflow as tf
-    from .checkpoint import load_weights
-    if args.reference is not None:
-        from .reference import load_reference
-        try:
-            model, schedule = load_reference(None if args.reference is True else args.reference)
-        except (OSError, ValueError) as e:
-            raise UsageError(f"--reference: {e}") from None
-    elif args.weights:
-        try:
-            model, schedule = load_weights(args.weights, image_size=args.image_size)
-        except (OSError, ValueError) as e:
-            raise UsageError(f"--weights {args.weights!r}: {e}") from None
+    if args.reference is not None or args.weights:
+        model, schedule = load_model_source(args.weights, args.reference, args.image_size)
     else:
         trainer = _trainer_from_dir(args.checkpoint_dir)
         model, schedule = trainer.ema_model, trainer.schedule
@@ -620,9 +633,7 @@ def _load_model(args):
               tf.zeros([1], tf.int32))
     except ValueError as e:
         raise UsageError(f"--image-size {args.image_size} does not fit this model: {e}") from None
-    if args.steps is not None and args.steps > schedule.timesteps:
-        raise UsageError(f"--steps must be an integer in [1, {schedule.timesteps}] (the model's "
-                         f"T); got {args.steps}.")
+    check_steps(args.steps, schedule)
     if args.labels is not None:
         from .validate import class_labels
         if getattr(model, "num_classes", None) is None:

@@ -78,7 +78,7 @@ def test_unknown_reference_and_too_many_steps(tmp_path, monkeypatch, capsys):
     from ddpm_lib.schedule import linear_schedule
     monkeypatch.setattr(ddpm_lib.generate, "generate_images", lambda *a, **k: pytest.fail("sampled"))
     assert evaluate.main(["--reference", "ho"]) == 2
-    assert capsys.readouterr().err.startswith("error: --reference 'ho': unknown reference model 'ho'")
+    assert capsys.readouterr().err.startswith("error: --reference: unknown reference model 'ho'")
     import ddpm_lib.reference
     monkeypatch.setattr(ddpm_lib.reference, "load_reference", lambda name: (None, linear_schedule(50)))
     assert evaluate.main(["--reference", "ho-unet", "--steps", "51"]) == 2

@@ -10,7 +10,6 @@ classifier, compared with half B of the held-out features; the floor is FID(A[:N
 the method does not use, a missing file) ends it with one line on stderr and exit status 2,
 before any sampling.
 """
-import argparse
 import json
 import os
 import sys
@@ -19,15 +18,9 @@ import time
 import numpy as np
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, with every error on one line."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
-
-
 def build_parser():
-    p = _Parser(prog="tools/evaluate.py", description=__doc__.split("\n")[0])
+    from ddpm_lib.cli import OneLineParser          # the command line's parser: errors on one line
+    p = OneLineParser(prog="tools/evaluate.py", description=__doc__.split("\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--weights", help="an exported weights .npz")
     src.add_argument("--reference", help="a shipped reference model's name")
@@ -67,18 +60,11 @@ def sampler_kwargs(args):
 
 
 def load_model(args):
-    """``(model, schedule)`` of ``--weights`` or ``--reference``; a ValueError for a bad one."""
-    from ddpm_lib.checkpoint import load_weights
-    from ddpm_lib.reference import load_reference
-    flag = f"--weights {args.weights!r}" if args.weights else f"--reference {args.reference!r}"
-    try:
-        model, schedule = (load_weights(args.weights) if args.weights
-                           else load_reference(args.reference))
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{flag}: {e}") from None
-    if args.steps is not None and args.steps > schedule.timesteps:
-        raise ValueError(f"--steps must be an integer in [1, {schedule.timesteps}] (the model's "
-                         f"T); got {args.steps}.")
+    """``(model, schedule)`` of ``--weights`` or ``--reference``; a ValueError for a bad one
+    (the command line's loading and checks, one wording)."""
+    from ddpm_lib.cli import check_steps, load_model_source
+    model, schedule = load_model_source(args.weights, args.reference)
+    check_steps(args.steps, schedule)
     return model, schedule
 
 
