@@ -325,6 +325,8 @@ def load_weights(path, image_size=32, dtype=None):
                          f"{meta.get('format')!r}, class {meta.get('model_class')!r}).")
     cls = classes[meta["model_class"]]
     config = dict(meta["model_config"])
+    if config.get("num_classes") is not None and "class_embedding_scale" not in config:
+        config["class_embedding_scale"] = 1.0     # conditional files written before the scale existed
     if dtype is not None:
         import keras
         try:

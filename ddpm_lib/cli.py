@@ -600,6 +600,8 @@ def _trainer_from_dir(checkpoint_dir):
 def load_model_source(weights=None, reference=None, image_size=32):
     """``(model, schedule)`` of ``--weights FILE`` or ``--reference [NAME]`` (``True``: the
     default reference model); a UsageError naming the flag. Also used by tools/evaluate.py."""
+    if reference is None and weights is None:
+        raise UsageError("give --weights FILE or --reference [NAME].")
     if reference is not None:
         from .reference import load_reference
         try:
@@ -614,8 +616,9 @@ def load_model_source(weights=None, reference=None, image_size=32):
 
 
 def check_steps(steps, schedule):
-    """``--steps`` (None: all T) is at most the model's T; a UsageError otherwise."""
-    if steps is not None and steps > schedule.timesteps:
+    """``--steps`` (None: all T) is an integer in [1, T], T the model's; a UsageError otherwise."""
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer))
+                              or not 1 <= steps <= schedule.timesteps):
         raise UsageError(f"--steps must be an integer in [1, {schedule.timesteps}] (the model's "
                          f"T); got {steps}.")
 

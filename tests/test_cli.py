@@ -402,9 +402,9 @@ def inputs(tmp_path):
     write_npz(tmp_path / "floatlabels.npz", images=np.zeros((4, 28, 28), np.uint8),
               labels=np.array([0.0, 1.0, 2.0, 3.0]))
     write_npz(tmp_path / "neglabels.npz", images=np.zeros((4, 28, 28), np.uint8),
-              labels=np.array([0, -1, 2, 3]))
+              labels=np.array([0, -1, 2, 3], np.int64))
     write_npz(tmp_path / "fewlabels.npz", images=np.zeros((4, 28, 28), np.uint8),
-              labels=np.array([0, 1, 2]))
+              labels=np.array([0, 1, 2], np.int64))
     (tmp_path / "dir.png").mkdir()
     return tmp_path
 
