@@ -42,9 +42,11 @@ the papers): a conditional model that takes the weights of an unconditional one
 (``copy_unconditional_weights``) then computes exactly the unconditional eps for every y, and
 fine-tuning starts from there. Its output is multiplied by a constant ``class_embedding_scale``
 (s = 50): under Adam, which moves each entry by at most about the learning rate per step, this is
-an s times larger learning rate for the embedding alone. With s = 1, 1,000 fine-tuning steps
-(learning rate 2e-4) moved the embedding to about 1% of the time embedding's size, and the
-model did not follow its labels (chapter 11, exercise 11.5). ``num_classes=None`` is the unconditional network, with the same
+an s times larger learning rate for the embedding alone (up to Adam's epsilon, AdamW's weight
+decay, which is not scaled, and global-norm gradient clipping, in which the embedding's gradient
+counts s times). With s = 1, 1,000 fine-tuning steps (learning rate 2e-4) moved the embedding to
+about 1% of the time embedding's size, and the model did not follow its labels (chapter 11,
+exercise 11.5). ``num_classes=None`` is the unconditional network, with the same
 weights, names and config as before conditioning existed.
 
 Differences from Ho's code, all small: the time encoding is ``unet.timestep_encoding`` (the
@@ -319,7 +321,7 @@ def copy_unconditional_weights(model, unconditional):
     class embedding is set to zero, so that ``model(x_t, t, y)`` equals ``unconditional(x_t, t)``
     for every label y, the null class included: the starting point of a classifier-free-guidance
     fine-tune (Ho & Salimans, 2022). The two must have the same architecture (config but for the
-    name and ``num_classes``). Returns ``model``.
+    name, ``num_classes`` and ``class_embedding_scale``). Returns ``model``.
     """
     if not isinstance(model, HoUNet) or model.num_classes is None:
         raise ValueError(f"model must be a class-conditional HoUNet (num_classes=K); got "
@@ -329,7 +331,8 @@ def copy_unconditional_weights(model, unconditional):
         raise ValueError(f"unconditional must be an unconditional HoUNet (num_classes=None); got "
                          f"{type(unconditional).__name__} with num_classes="
                          f"{getattr(unconditional, 'num_classes', None)!r}.")
-    arch = [{k: v for k, v in m.get_config().items() if k not in ("name", "num_classes", "class_embedding_scale")}
+    skip = ("name", "num_classes", "class_embedding_scale")
+    arch = [{k: v for k, v in m.get_config().items() if k not in skip}
             for m in (model, unconditional)]
     if arch[0] != arch[1]:
         diff = sorted(k for k in arch[0] if arch[0][k] != arch[1].get(k))
