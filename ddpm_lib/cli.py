@@ -192,19 +192,6 @@ def _check(check, *args, **kwargs):
         raise UsageError(str(e)) from None
 
 
-def _check_number(value, flag, low, high=None, low_open=False):
-    """A finite number >= low (> low if ``low_open``), and < high if given."""
-    from .validate import finite_number
-    value = _check(finite_number, value, flag)
-    above = value > low if low_open else value >= low
-    if high is not None and not (above and value < high):
-        raise UsageError(f"{flag} must be a finite number in {'(' if low_open else '['}{low}, "
-                         f"{high}); got {value!r}.")
-    if low_open and not value > low:
-        raise UsageError(f"{flag} must be a finite number > {low}; got {value!r}.")
-    return _check(finite_number, value, flag, minimum=low)
-
-
 def _check_dir(path, flag):
     """``path`` is a directory, or does not exist yet (it will be created)."""
     if os.path.exists(path) and not os.path.isdir(path):
@@ -239,6 +226,7 @@ def _image_suffixes():
 
 
 def _check_train_args(args):
+    from . import validate
     from .validate import non_negative_int, positive_int
     _check(non_negative_int, args.steps, "--steps")
     for flag in ("batch_size", "checkpoint_every", "log_every", "test_per_class", "timesteps",
@@ -247,12 +235,12 @@ def _check_train_args(args):
     if args.base_channels is not None:
         _check(positive_int, args.base_channels, "--base-channels")
     _check(non_negative_int, args.warmup, "--warmup")
-    _check_number(args.lr, "--lr", low=0, low_open=True)
-    _check_number(args.weight_decay, "--weight-decay", low=0)
-    _check_number(args.grad_clip, "--grad-clip", low=0)
-    _check_number(args.ema_decay, "--ema-decay", low=0, high=1)
-    _check_number(args.dropout, "--dropout", low=0, high=1)
-    _check_number(args.p_uncond, "--p-uncond", low=0, high=1)
+    _check(validate.positive_number, args.lr, "--lr")
+    _check(validate.finite_number, args.weight_decay, "--weight-decay", minimum=0)
+    _check(validate.finite_number, args.grad_clip, "--grad-clip", minimum=0)   # 0: no clipping
+    _check(validate.fraction, args.ema_decay, "--ema-decay")
+    _check(validate.fraction, args.dropout, "--dropout")
+    _check(validate.fraction, args.p_uncond, "--p-uncond")
     if args.conditional and args.arch != "ho":
         raise UsageError(f"--conditional needs --arch ho (HoUNet); got --arch {args.arch}.")
     if args.data == "npz" and not args.data_npz:
@@ -267,13 +255,14 @@ def _check_train_args(args):
 
 
 def _check_sample_args(args):
+    from . import validate
     from .validate import positive_int
     _check(positive_int, args.n, "--n")
     _check(positive_int, args.image_size, "--image-size")
     if args.steps is not None:
         _check(positive_int, args.steps, "--steps")
     sampler_options(args.method, args.eta, args.variance)
-    _check_number(args.guidance, "--guidance", low=0)
+    _check(validate.finite_number, args.guidance, "--guidance", minimum=0)
     if args.guidance and args.labels is None:
         raise UsageError(f"--guidance {args.guidance} needs --labels (classifier-free guidance "
                          "steers towards a class).")
@@ -294,8 +283,9 @@ def sampler_options(method, eta=None, variance=None):
     ``"posterior"``) for ddpm. A flag the method does not use is refused (a UsageError), not
     ignored. Shared by ``sample`` and ``tools/evaluate.py``.
     """
+    from . import validate
     if eta is not None:
-        _check_number(eta, "--eta", low=0)
+        _check(validate.finite_number, eta, "--eta", minimum=0)
         if method != "ddim":
             raise UsageError(f"--eta is DDIM's stochasticity and is used only with --method ddim; "
                              f"--method {method} does not use it (leave --eta out).")

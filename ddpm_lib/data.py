@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from . import validate
 
-__all__ = ["load_fashion_mnist", "load_mnist", "load_cifar10", "load_npz", "load_sample",
+__all__ = ["check_mode", "load_fashion_mnist", "load_mnist", "load_cifar10", "load_npz", "load_sample",
            "split_per_class", "check_images", "preprocess", "to_uint8", "make_dataset",
            "FASHION_MNIST_CLASSES"]
 
@@ -130,14 +130,19 @@ def check_images(images):
     return images
 
 
+def check_mode(mode):
+    """Raise unless ``mode`` is one of ``preprocess``'s ways to reach the network's size."""
+    if mode not in ("pad", "resize"):
+        raise ValueError(f'mode must be "pad" or "resize"; got {mode!r}.')
+
+
 def preprocess(images, image_size=32, mode="pad"):
     """uint8 (or [0, 1] float) images -> float32 NHWC tensor in [-1, 1] of size ``image_size``.
 
     ``mode="pad"`` pads symmetrically with -1 (the background), keeping every pixel exact;
     ``mode="resize"`` resizes bilinearly. Works on numpy arrays and inside ``tf.data``.
     """
-    if mode not in ("pad", "resize"):
-        raise ValueError(f'mode must be "pad" or "resize"; got {mode!r}.')
+    check_mode(mode)
     if isinstance(images, np.ndarray):
         check_images(images)
     x = tf.convert_to_tensor(images)

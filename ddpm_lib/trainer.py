@@ -29,7 +29,7 @@ import keras
 
 from . import checkpoint as ckpt_io
 from . import validate
-from .data import check_images, make_dataset, preprocess
+from .data import check_images, check_mode, make_dataset, preprocess
 from .ho_unet import copy_unconditional_weights
 from .losses import simple_loss
 
@@ -167,13 +167,15 @@ class Trainer:
         if keep_checkpoints is not None:
             keep_checkpoints = validate.non_negative_int(keep_checkpoints, "keep_checkpoints")
         seed = validate.non_negative_int(seed, "seed")
-        if not learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0; got {learning_rate}.")
-        if not 0 <= ema_decay < 1:
-            raise ValueError(f"ema_decay must lie in [0, 1); got {ema_decay}.")
-        p_uncond = validate.finite_number(p_uncond, "p_uncond", minimum=0)
-        if p_uncond >= 1:
-            raise ValueError(f"p_uncond must be a probability in [0, 1); got {p_uncond!r}.")
+        learning_rate = validate.positive_number(learning_rate, "learning_rate")
+        weight_decay = validate.finite_number(weight_decay, "weight_decay", minimum=0)
+        warmup_steps = validate.non_negative_int(warmup_steps, "warmup_steps")
+        if grad_clip is not None:
+            grad_clip = validate.positive_number(grad_clip, "grad_clip (or None)")
+        ema_decay = validate.fraction(ema_decay, "ema_decay")
+        p_uncond = validate.fraction(p_uncond, "p_uncond")
+        image_size = validate.positive_int(image_size, "image_size")
+        check_mode(mode)
         if mixed_precision not in (None, "mixed_float16", "mixed_bfloat16"):
             raise ValueError(
                 f'mixed_precision must be None, "mixed_float16" or "mixed_bfloat16"; got {mixed_precision!r}.')
@@ -193,8 +195,6 @@ class Trainer:
         self.batch_size, self.image_size, self.mode = batch_size, image_size, mode
         self.seed, self.verbose = int(seed), verbose
         self.ema_decay, self.jit_compile, self.mixed_precision = ema_decay, jit_compile, mixed_precision
-        if grad_clip is not None and not grad_clip > 0:
-            raise ValueError(f"grad_clip must be > 0 or None; got {grad_clip}.")
         self.grad_clip = grad_clip
         self.checkpoint_dir, self.checkpoint_every = checkpoint_dir, checkpoint_every
         self.keep_checkpoints = keep_checkpoints

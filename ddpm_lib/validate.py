@@ -11,7 +11,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["positive_int", "non_negative_int", "finite_number", "time_index", "class_labels",
+__all__ = ["positive_int", "non_negative_int", "finite_number", "positive_number", "fraction",
+           "time_index", "class_labels",
            "float_tensor", "same_shape", "image_shape"]
 
 
@@ -42,6 +43,23 @@ def finite_number(value, name, minimum=None):
         raise ValueError(f"{name} must be a finite number; got {value!r}.")
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be a finite number >= {minimum}; got {value!r}.")
+    return value
+
+
+def positive_number(value, name):
+    """``value`` as a finite Python float > 0 (a learning rate, a clipping norm); bools are rejected."""
+    value = finite_number(value, name)
+    if not value > 0:
+        raise ValueError(f"{name} must be a finite number > 0; got {value!r}.")
+    return value
+
+
+def fraction(value, name):
+    """``value`` as a Python float in [0, 1) (a decay rate, a probability that must leave room
+    for the other outcome); bools are rejected."""
+    value = finite_number(value, name)
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must be a finite number in [0, 1); got {value!r}.")
     return value
 
 

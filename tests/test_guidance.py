@@ -433,7 +433,7 @@ def test_fit_checks_the_labels(schedule, data, tiny_eps_cls):
     plain = Trainer(tiny_eps_cls(), schedule, **dict(TCFG))
     with pytest.raises(ValueError, match="labels were given but the model is unconditional"):
         plain.fit(images, 1, labels=labels)
-    with pytest.raises(ValueError, match=r"p_uncond must be a probability in \[0, 1\); got 1.0"):
+    with pytest.raises(ValueError, match=r"p_uncond must be a finite number in \[0, 1\); got 1.0"):
         tiny_trainer(schedule, p_uncond=1.0)
 
 
