@@ -34,7 +34,7 @@ import numpy as np
 
 __all__ = ["atomic_write", "atomic_savez", "atomic_write_json", "read_npz", "list_checkpoints",
            "latest_checkpoint", "read_latest_checkpoint", "schedule_hash", "schedule_from_meta",
-           "check_same_run", "variable_keys", "optimizer_keys", "write_checkpoint",
+           "check_same_run", "saved_model_config", "variable_keys", "optimizer_keys", "write_checkpoint",
            "assign_checkpoint", "export_weights", "load_weights", "CHECKPOINT_FORMAT",
            "WEIGHTS_FORMAT"]
 
@@ -285,6 +285,15 @@ def assign_checkpoint(path, data, model, ema_model, optimizer):
 
 
 # ---------------------------------------------------------------------------- exported weights
+def saved_model_config(config):
+    """A stored model config as the network that wrote it was built: a conditional ``HoUNet``
+    config written before ``class_embedding_scale`` existed gets s = 1, the scale it used."""
+    config = dict(config)
+    if config.get("num_classes") is not None and "class_embedding_scale" not in config:
+        config["class_embedding_scale"] = 1.0
+    return config
+
+
 def model_classes():
     """The model classes a weights file can name: ``{"UNet": UNet, "HoUNet": HoUNet}``."""
     from .ho_unet import HoUNet
@@ -324,9 +333,7 @@ def load_weights(path, image_size=32, dtype=None):
         raise ValueError(f"{path!r} is not a ddpm_lib UNet or HoUNet weights file (meta format "
                          f"{meta.get('format')!r}, class {meta.get('model_class')!r}).")
     cls = classes[meta["model_class"]]
-    config = dict(meta["model_config"])
-    if config.get("num_classes") is not None and "class_embedding_scale" not in config:
-        config["class_embedding_scale"] = 1.0     # conditional files written before the scale existed
+    config = saved_model_config(meta["model_config"])
     if dtype is not None:
         import keras
         try:

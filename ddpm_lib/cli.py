@@ -355,7 +355,9 @@ def _run_config(args, channels, num_classes=None):
     """The run's configuration, as stored in train_config.json.
 
     ``num_classes`` and ``p_uncond`` are None for an unconditional run (and absent from files
-    written before --conditional existed, which reads as None).
+    written before --conditional existed, which reads as None). A conditional run records the
+    network's ``class_embedding_scale`` (``HoUNet``'s default); a conditional file without it was
+    written before the scale existed and is resumed with s = 1, as it was trained.
     """
     if args.base_channels is None:
         args.base_channels = _DEFAULT_BASE_CHANNELS[args.arch]
@@ -363,6 +365,9 @@ def _run_config(args, channels, num_classes=None):
     cfg["channels"] = channels
     cfg["num_classes"] = num_classes if args.conditional else None
     cfg["p_uncond"] = args.p_uncond if args.conditional else None
+    if args.conditional:
+        from .ho_unet import CLASS_EMBEDDING_SCALE
+        cfg["class_embedding_scale"] = CLASS_EMBEDDING_SCALE
     return cfg
 
 
@@ -373,6 +378,7 @@ def _model_from_config(cfg):
     from .unet import UNet
     keras.utils.set_random_seed(cfg["seed"])     # the same command gives the same initial weights
     dtype = cfg.get("mixed_precision") or None
+    scale = {"class_embedding_scale": cfg.get("class_embedding_scale", 1.0)} if cfg.get("num_classes") else {}
     if cfg.get("arch", "seed") == "seed":
         return UNet(image_channels=cfg["channels"], base_channels=cfg["base_channels"],
                     attention=cfg["attention"], time_dim=cfg["time_dim"], dtype=dtype)
@@ -380,7 +386,7 @@ def _model_from_config(cfg):
                   base_channels=cfg["base_channels"], channel_mult=tuple(cfg["channel_mult"]),
                   num_res_blocks=cfg["num_res_blocks"], attn_resolutions=tuple(cfg["attn_resolutions"]),
                   dropout=cfg["dropout"], groups=cfg["groups"], num_classes=cfg.get("num_classes"),
-                  dtype=dtype)
+                  **scale, dtype=dtype)
 
 
 def _check_run_config(cfg, size):
@@ -520,6 +526,10 @@ def cmd_train(args):
         except (OSError, ValueError) as e:
             raise UsageError(f"{cfg_path!r} is not readable JSON ({e}).") from None
         saved.setdefault("arch", "seed")
+        if saved.get("num_classes") and cfg.get("num_classes"):
+            # not a flag: a resumed run keeps the scale it was trained with (1 if the file was
+            # written before the scale existed)
+            cfg["class_embedding_scale"] = saved.setdefault("class_embedding_scale", 1.0)
         try:
             check_same_run(saved, cfg, repr(args.checkpoint_dir), name=_flag,
                            advice="use the saved values to resume, or a new --checkpoint-dir")

@@ -56,18 +56,20 @@ uniform)``.
 """
 from __future__ import annotations
 
-import numbers
-
 import tensorflow as tf
 import keras
 from keras import layers
 
 from .checkpoint import variable_keys
 from .unet import check_unet_inputs, timestep_encoding
-from .validate import class_labels, positive_int
+from .validate import class_labels, fraction, positive_int, positive_number
 
 __all__ = ["ResBlock", "AttentionBlock", "Downsample", "Upsample", "HoUNet",
            "copy_unconditional_weights"]
+
+# The default s of HoUNet(class_embedding_scale=s); a file or run that does not record s was
+# made before it existed and used s = 1 (``checkpoint.load_weights``, the command line).
+CLASS_EMBEDDING_SCALE = 50.0
 
 
 def _norm(groups, name, dtype):
@@ -178,7 +180,7 @@ class HoUNet(keras.Model):
 
     def __init__(self, image_channels=1, image_size=32, base_channels=128, channel_mult=(1, 2, 2, 2),
                  num_res_blocks=2, attn_resolutions=(16,), dropout=0.1, groups=32, num_classes=None,
-                 class_embedding_scale=50.0, **kwargs):
+                 class_embedding_scale=CLASS_EMBEDDING_SCALE, **kwargs):
         kwargs.setdefault("name", "ho_unet")
         super().__init__(**kwargs)
         self.image_channels = positive_int(image_channels, "image_channels")
@@ -192,15 +194,9 @@ class HoUNet(keras.Model):
         self.channel_mult = tuple(positive_int(m, "each channel_mult") for m in channel_mult)
         self.attn_resolutions = tuple(positive_int(r, "each attn_resolution")
                                       for r in attn_resolutions)
-        if isinstance(dropout, bool) or not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout must be a rate in [0, 1); got {dropout!r}.")
-        self.dropout = float(dropout)
+        self.dropout = fraction(dropout, "dropout")
         self.num_classes = None if num_classes is None else positive_int(num_classes, "num_classes")
-        if (isinstance(class_embedding_scale, bool) or not isinstance(class_embedding_scale, numbers.Real)
-                or not 0 < class_embedding_scale < float("inf")):
-            raise ValueError(f"class_embedding_scale must be a positive finite number; got "
-                             f"{class_embedding_scale!r}.")
-        self.class_embedding_scale = float(class_embedding_scale)
+        self.class_embedding_scale = positive_number(class_embedding_scale, "class_embedding_scale")
         if self.image_size % self.downsample_factor:
             raise ValueError(f"image_size={self.image_size} must be divisible by "
                              f"{self.downsample_factor} (2^(levels - 1) for channel_mult="

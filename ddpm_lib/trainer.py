@@ -503,5 +503,6 @@ class Trainer:
 
 
 def _arch(config):
-    """A model config without its name: what must match for weights to fit."""
-    return {k: v for k, v in config.items() if k != "name"}
+    """A model config without its name: what must match for weights to fit (an old file's
+    config completed by ``checkpoint.saved_model_config``)."""
+    return {k: v for k, v in ckpt_io.saved_model_config(config).items() if k != "name"}

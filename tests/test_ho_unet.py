@@ -142,7 +142,7 @@ def test_bad_inputs(tiny_ho, x_shape, t, match):
     (dict(channel_mult=()), "channel_mult must be a non-empty sequence"),
     (dict(channel_mult="12"), "channel_mult must be a non-empty sequence"),
     (dict(channel_mult=(1, 0)), "each channel_mult must be a positive integer"),
-    (dict(dropout=1.0), r"dropout must be a rate in \[0, 1\)"),
+    (dict(dropout=1.0), r"dropout must be a finite number in \[0, 1\)"),
     (dict(groups=32), "groups=32 must divide every width"),
     (dict(image_size=30, channel_mult=(1, 2, 2)), "image_size=30 must be divisible by 4"),
     (dict(attn_resolutions=(8,)), r"includes \[8\], which is not a feature-map size"),
