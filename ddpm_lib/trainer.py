@@ -405,6 +405,10 @@ class Trainer:
                 os.remove(old)
         return path
 
+    def _identity(self):
+        """This Trainer's ``_run_identity``, to compare with a file's."""
+        return _run_identity(self.hparams, self.model.get_config(), ckpt_io.schedule_hash(self.schedule))
+
     def restore(self, path=None):
         """Load a checkpoint and return its step (0 when there is none).
 
@@ -421,13 +425,8 @@ class Trainer:
             data = ckpt_io.read_npz(path)
         ckpt_io.check_checkpoint(path, data)
         meta = data["meta"]
-        exact = ("batch_size", "seed", "image_size", "mode")
-        saved = dict({k: meta["hparams"].get(k) for k in exact},
-                     model_config=_arch(meta["model_config"]), schedule=meta["schedule"])
-        given = dict({k: self.hparams[k] for k in exact},
-                     model_config=_arch(json.loads(json.dumps(self.model.get_config()))),
-                     schedule=ckpt_io.schedule_hash(self.schedule))
-        ckpt_io.check_same_run(saved, given, repr(path),
+        ckpt_io.check_same_run(_run_identity(meta["hparams"], meta["model_config"], meta["schedule"]),
+                               self._identity(), repr(path),
                                advice="an exact resume needs the same model, schedule and data order")
         ckpt_io.assign_checkpoint(path, data, self.model, self.ema_model, self.optimizer)
         self.step = int(meta["step"])
@@ -454,14 +453,8 @@ class Trainer:
             raise ValueError(f"{path!r} does not record the step and settings it was exported at; "
                              "it was not written by Trainer.export.")
         model, schedule = ckpt_io.load_weights(path, image_size=self.image_size)
-        exact = ("batch_size", "seed", "image_size", "mode")
-        saved = dict({k: extra["hparams"].get(k) for k in exact},
-                     model_config=_arch(json.loads(json.dumps(model.get_config()))),
-                     schedule=ckpt_io.schedule_hash(schedule))
-        given = dict({k: self.hparams[k] for k in exact},
-                     model_config=_arch(json.loads(json.dumps(self.model.get_config()))),
-                     schedule=ckpt_io.schedule_hash(self.schedule))
-        ckpt_io.check_same_run(saved, given, repr(path),
+        ckpt_io.check_same_run(_run_identity(extra["hparams"], model.get_config(), ckpt_io.schedule_hash(schedule)),
+                               self._identity(), repr(path),
                                advice="a warm start needs the same model, schedule and data order")
         weights = model.get_weights()
         self.model.set_weights(weights)
@@ -500,6 +493,13 @@ class Trainer:
         return ckpt_io.export_weights(self.ema_model, self.schedule, path, dtype=dtype,
                                       extra={"step": self.step, "hparams": self.hparams,
                                              "history": self.history})
+
+
+def _run_identity(hparams, model_config, schedule_fingerprint):
+    """What a checkpoint or export must share with a Trainer to continue its run: the data order
+    (batch size, seed, image size and mode), the network and the schedule."""
+    return dict({k: hparams.get(k) for k in ("batch_size", "seed", "image_size", "mode")},
+                model_config=_arch(json.loads(json.dumps(model_config))), schedule=schedule_fingerprint)
 
 
 def _arch(config):
