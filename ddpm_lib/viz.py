@@ -140,28 +140,26 @@ def unet_blocks(model):
     if isinstance(model, HoUNet):
         s, c, blocks = model.image_size, model.base_channels, []
         blocks.append(dict(name="conv_in", kind="Conv3x3", part="in", size=s, channels=c))
-        for i, level in enumerate(model.down):
-            size = s // 2 ** i
+        def level_blocks(level, size, part, resample, new_size):
+            # a level's residual blocks (with attention where it has one), then its resampling
             for res, attn in zip(level["res"], level["attn"]):
                 kind = "ResBlock" + (" + Attn" if attn is not None else "")
-                blocks.append(dict(name=res.name, kind=kind, part="down", size=size,
+                blocks.append(dict(name=res.name, kind=kind, part=part, size=size,
                                    channels=res.out_channels))
-            if level["downsample"] is not None:
-                blocks.append(dict(name=level["downsample"].name, kind="Downsample", part="down",
-                                   size=size // 2, channels=level["res"][-1].out_channels))
+            if level[resample] is not None:
+                blocks.append(dict(name=level[resample].name, kind=resample.capitalize(), part=part,
+                                   size=new_size, channels=level["res"][-1].out_channels))
+
+        for i, level in enumerate(model.down):
+            size = s // 2 ** i
+            level_blocks(level, size, "down", "downsample", size // 2)
         mid = model.mid_res0.out_channels
         blocks.append(dict(name="mid", kind="Res, Attn, Res", part="mid",
                            size=s // model.downsample_factor, channels=mid))
         for k, level in enumerate(model.up):
             i = len(model.up) - 1 - k
             size = s // 2 ** i
-            for res, attn in zip(level["res"], level["attn"]):
-                kind = "ResBlock" + (" + Attn" if attn is not None else "")
-                blocks.append(dict(name=res.name, kind=kind, part="up", size=size,
-                                   channels=res.out_channels))
-            if level["upsample"] is not None:
-                blocks.append(dict(name=level["upsample"].name, kind="Upsample", part="up",
-                                   size=size * 2, channels=level["res"][-1].out_channels))
+            level_blocks(level, size, "up", "upsample", size * 2)
         blocks.append(dict(name="out", kind="GN, SiLU, Conv", part="out", size=s,
                            channels=model.image_channels))
         return blocks
