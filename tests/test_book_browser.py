@@ -257,6 +257,28 @@ def test_chapter_colab_link(built_book, page):
         f"{page}: the Colab set-up cell is visible; tag it 'remove-cell' in the notebook")
 
 
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_nbval_markers_are_tags_not_comments(built_book, page):
+    """nbval's output checks are cell tags ("nbval-check-output"), which the page does not show;
+    a "# NBVAL_..." comment in the code would be printed on the published page."""
+    nb = json.loads((ROOT / (page + ".ipynb")).read_text(encoding="utf-8"))
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    comments = [i for i, c in enumerate(code) if "NBVAL_" in "".join(c["source"])]
+    assert not comments, (f"{page}: code cells {comments} carry an nbval comment; use the cell tag "
+                          "'nbval-check-output' instead")
+    html_dir, _, _ = built_book
+    assert "NBVAL" not in (html_dir / (page + ".html")).read_text(encoding="utf-8").upper(), (
+        f"{page}: the built page shows an nbval marker")
+
+
+def test_some_outputs_are_checked_by_nbval():
+    """The chapters' exact-output checks survive: every chapter tags at least one cell."""
+    for page in CHAPTERS:
+        nb = json.loads((ROOT / (page + ".ipynb")).read_text(encoding="utf-8"))
+        tagged = sum("nbval-check-output" in c.get("metadata", {}).get("tags", []) for c in nb["cells"])
+        assert tagged >= 1, f"{page}: no cell is tagged 'nbval-check-output'"
+
+
 def _markdown_output_tables(page):
     """How many Markdown tables the notebook's stored outputs display (display(Markdown(...)))."""
     nb = json.loads((ROOT / (page + ".ipynb")).read_text(encoding="utf-8"))
