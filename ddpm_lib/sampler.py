@@ -108,10 +108,7 @@ def ddim_step(schedule, x_t, t, t_prev, eps, eta=0.0, z=None, clip_x0=False):
     Returns ``Step(x_prev, x0_pred)``.
     """
     t = validate.time_index(t, schedule.timesteps, scalar=True)
-    t_prev = validate.time_index(t_prev, schedule.timesteps, name="t_prev", scalar=True,
-                                 allow_negative=True)
-    if not tf.is_symbolic_tensor(t) and not tf.is_symbolic_tensor(t_prev) and int(t_prev) >= int(t):
-        raise ValueError(f"t_prev must be smaller than t={int(t)}; got {int(t_prev)}.")
+    t_prev = validate.earlier_time(t_prev, t, schedule.timesteps)
     if not tf.is_tensor(eta):
         eta = validate.finite_number(eta, "eta", minimum=0)
     x_t = validate.float_tensor(x_t, "x_t")
@@ -123,8 +120,7 @@ def ddim_step(schedule, x_t, t, t_prev, eps, eta=0.0, z=None, clip_x0=False):
         raise ValueError(f"z must be given when eta > 0 (eta={eta}); got None.")
 
     a_t = extract(schedule.alpha_bars, t, dtype=tf.float64)
-    a_prev = tf.where(t_prev >= 0, extract(schedule.alpha_bars, tf.maximum(t_prev, 0), dtype=tf.float64),
-                      tf.constant(1.0, tf.float64))
+    a_prev = extract(schedule.alpha_bars, t_prev, dtype=tf.float64, at_x0=1.0)
     sigma = ddim_sigma(a_t, a_prev, eta)
     c_x0 = tf.cast(tf.sqrt(a_prev), tf.float32)
     c_eps = tf.cast(tf.sqrt(tf.maximum(1.0 - a_prev - sigma ** 2, 0.0)), tf.float32)
@@ -137,16 +133,6 @@ def ddim_step(schedule, x_t, t, t_prev, eps, eta=0.0, z=None, clip_x0=False):
     if z is None:
         return Step(x_prev, x0_pred)
     return Step(x_prev + tf.cast(sigma, tf.float32) * z, x0_pred)
-
-
-def _alpha_sigma_lambda(schedule, t):
-    """(alpha_t, sigma_t, lambda_t) at code time ``t`` in float64, read from the schedule
-    (``sqrt_alpha_bars``, ``sqrt_one_minus_alpha_bars``, ``lambdas``); any t < 0 is x_0: (1, 0, +inf)."""
-    def at(a, at_x0):
-        return tf.where(t >= 0, extract(a, tf.maximum(t, 0), dtype=tf.float64),
-                        tf.constant(at_x0, tf.float64))
-    return (at(schedule.sqrt_alpha_bars, 1.0), at(schedule.sqrt_one_minus_alpha_bars, 0.0),
-            at(schedule.lambdas, np.inf))
 
 
 def dpm_solver_step(schedule, x_t, t, t_prev, eps, x0_last=None, t_last=None, clip_x0=False):
@@ -170,10 +156,7 @@ def dpm_solver_step(schedule, x_t, t, t_prev, eps, x0_last=None, t_last=None, cl
     Returns ``Step(x_prev, x0_pred)``, with x0_pred = x_theta (the ``x0_last`` of the next step).
     """
     t = validate.time_index(t, schedule.timesteps, scalar=True)
-    t_prev = validate.time_index(t_prev, schedule.timesteps, name="t_prev", scalar=True,
-                                 allow_negative=True)
-    if not tf.is_symbolic_tensor(t) and not tf.is_symbolic_tensor(t_prev) and int(t_prev) >= int(t):
-        raise ValueError(f"t_prev must be smaller than t={int(t)}; got {int(t_prev)}.")
+    t_prev = validate.earlier_time(t_prev, t, schedule.timesteps)
     if (x0_last is None) != (t_last is None):
         raise ValueError("x0_last and t_last must be given together (second order) or both left "
                          f"out (first order); got x0_last={'None' if x0_last is None else 'a tensor'} "
@@ -188,8 +171,12 @@ def dpm_solver_step(schedule, x_t, t, t_prev, eps, x0_last=None, t_last=None, cl
         x0_last = validate.float_tensor(x0_last, "x0_last")
     validate.same_shape("x_t", x_t, eps=eps, x0_last=x0_last)
 
-    alpha_t, sigma_t, lambda_t = _alpha_sigma_lambda(schedule, t)
-    alpha_prev, sigma_prev, lambda_prev = _alpha_sigma_lambda(schedule, t_prev)
+    sigma_t = extract(schedule.sqrt_one_minus_alpha_bars, t, dtype=tf.float64)
+    lambda_t = extract(schedule.lambdas, t, dtype=tf.float64)
+    # at t_prev < 0, x_0 itself: alpha = 1, sigma = 0, lambda = +inf
+    alpha_prev = extract(schedule.sqrt_alpha_bars, t_prev, dtype=tf.float64, at_x0=1.0)
+    sigma_prev = extract(schedule.sqrt_one_minus_alpha_bars, t_prev, dtype=tf.float64, at_x0=0.0)
+    lambda_prev = extract(schedule.lambdas, t_prev, dtype=tf.float64, at_x0=np.inf)
     h = lambda_prev - lambda_t                                   # h_i
     c_x = tf.cast(sigma_prev / sigma_t, tf.float32)              # sigma_{t_i} / sigma_{t_{i-1}}
     c_d = tf.cast(-alpha_prev * tf.math.expm1(-h), tf.float32)   # -alpha_{t_i} (e^{-h_i} - 1)
@@ -199,7 +186,7 @@ def dpm_solver_step(schedule, x_t, t, t_prev, eps, x0_last=None, t_last=None, cl
         x0_pred = tf.clip_by_value(x0_pred, -1.0, 1.0)
     d = x0_pred                                                  # first order: D = x_theta
     if x0_last is not None:
-        _, _, lambda_last = _alpha_sigma_lambda(schedule, t_last)
+        lambda_last = extract(schedule.lambdas, t_last, dtype=tf.float64)
         r = (lambda_t - lambda_last) / h                         # r_i = h_{i-1} / h_i
         half_r = tf.where(t_prev >= 0, 1.0 / (2.0 * r), tf.constant(0.0, tf.float64))
         half_r = tf.cast(half_r, tf.float32)                     # 1 / (2 r_i); 0 at the step to x_0

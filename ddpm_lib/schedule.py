@@ -195,14 +195,24 @@ def cosine_schedule(timesteps=1000, s=0.008, max_beta=0.999):
     return Schedule(np.array(betas, dtype=np.float64))
 
 
-def extract(a, t, ndim=4, dtype=tf.float32):
+def extract(a, t, ndim=4, dtype=tf.float32, at_x0=None):
     """``a[t]``, read in float64 and cast to ``dtype``, shaped to broadcast over rank-``ndim`` images.
 
     ``a`` is one of a schedule's float64 arrays (e.g. ``schedule.alpha_bars``); ``t`` a scalar
     code time or a ``(batch,)`` vector, giving a scalar or a ``(batch, 1, ..., 1)`` tensor.
     Ho et al.'s ``_extract``; the one way the library reads a coefficient at time t.
+
+    ``at_x0``: the value of the quantity at x_0 itself, read for any ``t < 0`` (the target of a
+    sampler's last step: alpha_bar = 1, sigma = 0, lambda = +inf there). Without it, ``t`` must
+    be a valid index.
     """
-    coef = tf.cast(tf.gather(tf.constant(a, tf.float64), tf.cast(t, tf.int32)), dtype)
+    t = tf.cast(t, tf.int32)
+    if at_x0 is None:
+        coef = tf.cast(tf.gather(tf.constant(a, tf.float64), t), dtype)
+    else:
+        coef = tf.where(t >= 0, tf.gather(tf.constant(a, tf.float64), tf.maximum(t, 0)),
+                        tf.constant(at_x0, tf.float64))
+        coef = tf.cast(coef, dtype)
     if coef.shape.rank == 0:
         return coef
     return tf.reshape(coef, [-1] + [1] * (ndim - 1))

@@ -90,6 +90,18 @@ def time_index(t, timesteps, name="t", batch=None, scalar=False, allow_negative=
     return tf.constant(arr, tf.int32)
 
 
+def earlier_time(t_prev, t, timesteps, name="t_prev"):
+    """``t_prev`` as a scalar int32 tensor: the code time a step goes to from the scalar time ``t``.
+
+    It must be smaller than ``t``; any ``t_prev < 0`` is x_0 (a sampler's last step). ``t`` is an
+    already validated time. Inside ``tf.function`` the order cannot be checked.
+    """
+    t_prev = time_index(t_prev, timesteps, name=name, scalar=True, allow_negative=True)
+    if not tf.is_symbolic_tensor(t) and not tf.is_symbolic_tensor(t_prev) and int(t_prev) >= int(t):
+        raise ValueError(f"{name} must be smaller than t={int(t)}; got {int(t_prev)}.")
+    return t_prev
+
+
 def class_labels(y, num_classes, name="labels", batch=None, allow_null=False):
     """Class labels as an int32 tensor of shape (batch,), values in [0, num_classes).
 

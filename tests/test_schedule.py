@@ -217,6 +217,16 @@ def test_extract_shapes_and_values():
     assert extract(s.alpha_bars, [1, 2], ndim=2).shape == (2, 1)
 
 
+
+def test_extract_at_x0_reads_any_negative_time_as_x0():
+    """at_x0: a sampler's last step goes to x_0 (code time -1, or t - k < 0 after respacing)."""
+    s = linear_schedule(10)
+    g = extract(s.alpha_bars, tf.constant([-20, -1, 0, 9]), dtype=tf.float64, at_x0=1.0)
+    assert g.shape == (4, 1, 1, 1)
+    np.testing.assert_array_equal(g.numpy().ravel(), [1.0, 1.0, s.alpha_bars[0], s.alpha_bars[9]])
+    assert extract(s.lambdas, -3, dtype=tf.float64, at_x0=np.inf).numpy() == np.inf
+    assert extract(s.lambdas, 4, dtype=tf.float64, at_x0=np.inf).numpy() == s.lambdas[4]
+
 def test_methods_work_inside_tf_function(f32):
     s = linear_schedule(50)
 
