@@ -41,10 +41,10 @@ classifier-free guidance needs. The embedding starts at *zero* (a choice of this
 the papers): a conditional model that takes the weights of an unconditional one
 (``copy_unconditional_weights``) then computes exactly the unconditional eps for every y, and
 fine-tuning starts from there. Its output is multiplied by a constant ``class_embedding_scale``
-(s = 50): under Adam, which moves each entry by at most about the learning rate per step, this is
-an s times larger learning rate for the embedding alone (up to Adam's epsilon, AdamW's weight
+(gamma = 50): under Adam, which moves each entry by at most about the learning rate per step, this is
+a gamma times larger learning rate for the embedding alone (up to Adam's epsilon, AdamW's weight
 decay, which is not scaled, and global-norm gradient clipping, in which the embedding's gradient
-counts s times). With s = 1, 1,000 fine-tuning steps (learning rate 2e-4) moved the embedding to
+counts gamma times). With gamma = 1, 1,000 fine-tuning steps (learning rate 2e-4) moved the embedding to
 about 1% of the time embedding's size, and the model did not follow its labels (chapter 11,
 exercise 11.5). ``num_classes=None`` is the unconditional network, with the same
 weights, names and config as before conditioning existed.
@@ -67,8 +67,8 @@ from .validate import class_labels, fraction, positive_int, positive_number
 __all__ = ["ResBlock", "AttentionBlock", "Downsample", "Upsample", "HoUNet",
            "copy_unconditional_weights"]
 
-# The default s of HoUNet(class_embedding_scale=s); a file or run that does not record s was
-# made before it existed and used s = 1 (``checkpoint.load_weights``, the command line).
+# The default gamma of HoUNet(class_embedding_scale=gamma); a file or run that does not record it was
+# made before it existed and used gamma = 1 (``checkpoint.load_weights``, the command line).
 CLASS_EMBEDDING_SCALE = 50.0
 
 
@@ -168,7 +168,7 @@ class HoUNet(keras.Model):
         groups: GroupNorm groups (32 in the paper); must divide every width c * m_i.
         num_classes: K for a class-conditional network (labels 0..K-1, and K = the null class;
             see the module docstring), ``None`` (default) for the unconditional one.
-        class_embedding_scale: the constant s that multiplies the class embedding (50; see the
+        class_embedding_scale: the constant gamma that multiplies the class embedding (50; see the
             module docstring); only for a conditional network.
         dtype: a Keras dtype policy, e.g. ``"mixed_bfloat16"``; the output is always float32.
 

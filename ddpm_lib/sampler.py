@@ -53,8 +53,8 @@ from .reverse import ddim_sigma, p_mean, p_variance
 from .schedule import Schedule, extract, respace
 
 __all__ = ["Step", "ddpm_step", "ddim_step", "dpm_solver_step", "sampling_timesteps",
-           "dpm_solver_timesteps", "guided_eps", "ddpm_loop", "ddim_loop", "dpm_solver_loop",
-           "sample"]
+           "dpm_solver_timesteps", "guided_eps", "check_guidance", "ddpm_loop", "ddim_loop",
+           "dpm_solver_loop", "sample"]
 
 Step = collections.namedtuple("Step", ["x_prev", "x0_pred"])
 Step.__doc__ = """One reverse step's result: ``x_prev`` (the next x) and ``x0_pred``, the x_0 predicted from (x_t, eps)."""
@@ -269,7 +269,7 @@ def guided_eps(model, x_t, t, labels=None, guidance=0.0):
     2 x batch images [x_t, x_t] with labels [y, null]; w = 0 is plain conditional sampling, one
     call on (x_t, t, y). ``t``: int32 code times of shape (batch,). Returns float32 eps.
     """
-    labels, guidance = _check_guidance(model, labels, guidance, x_t.shape[0])
+    labels, guidance = check_guidance(model, labels, guidance, x_t.shape[0])
     if labels is None:                                           # unconditional
         return tf.cast(model(x_t, t, training=False), tf.float32)
     if guidance == 0:                                            # conditional
@@ -281,8 +281,9 @@ def guided_eps(model, x_t, t, labels=None, guidance=0.0):
     return (1.0 + guidance) * eps_y - guidance * eps_null       # eq. 6
 
 
-def _check_guidance(model, labels, guidance, batch):
-    """``(labels, guidance)`` checked for ``guided_eps`` and ``sample`` (see there)."""
+def check_guidance(model, labels, guidance, batch):
+    """``(labels, guidance)`` checked for ``guided_eps`` and ``sample``: ``guidance`` a finite w >= 0,
+    ``labels`` None (unconditional, then w must be 0) or ``batch`` class indices of the model's classes."""
     guidance = validate.finite_number(guidance, "guidance", minimum=0)
     if labels is None:
         if guidance != 0:
@@ -465,7 +466,7 @@ def sample(model, schedule, shape, method="ddpm", steps=None, eta=0.0, seed=None
         seed = int(np.random.default_rng().integers(0, 2**31 - 1))
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed must be an integer or None; got {seed!r}.")
-    labels, guidance = _check_guidance(model, labels, guidance, shape[0])
+    labels, guidance = check_guidance(model, labels, guidance, shape[0])
 
     trajectory = bool(return_trajectory or return_x0_trajectory)
     common = dict(steps=steps, clip_x0=bool(clip_x0), trajectory=trajectory, guidance=guidance)

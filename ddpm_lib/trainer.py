@@ -36,7 +36,9 @@ from .losses import simple_loss
 __all__ = ["Trainer", "TrainingDivergedError", "LinearWarmup", "draw_t_eps", "drop_labels",
            "train_step", "ema_update"]
 
-_T_SEED, _NOISE_SEED, _VAL_SEED, _DROP_SEED = 1_000_003, 2_000_003, 3_000_003, 4_000_003
+# One random stream per quantity: its seed is the run's seed plus this offset (the validation
+# draws use the offset alone, so every run is validated on the same t and eps).
+T_SEED, EPS_SEED, VALIDATION_SEED, DROP_SEED = 1_000_003, 2_000_003, 3_000_003, 4_000_003
 
 
 def draw_t_eps(x0, step, seed, timesteps):
@@ -49,10 +51,10 @@ def draw_t_eps(x0, step, seed, timesteps):
     b = tf.shape(x0)[0]
     step = tf.cast(step, tf.int64)
     t = tf.random.stateless_uniform(                             # 3: t ~ Uniform({1, ..., T})
-        [b], seed=tf.stack([tf.constant(seed + _T_SEED, tf.int64), step]),
+        [b], seed=tf.stack([tf.constant(seed + T_SEED, tf.int64), step]),
         minval=0, maxval=timesteps, dtype=tf.int32, alg="philox")
     eps = tf.random.stateless_normal(                            # 4: eps ~ N(0, I)
-        tf.shape(x0), seed=tf.stack([tf.constant(seed + _NOISE_SEED, tf.int64), step]), alg="philox")
+        tf.shape(x0), seed=tf.stack([tf.constant(seed + EPS_SEED, tf.int64), step]), alg="philox")
     return t, eps
 
 
@@ -60,12 +62,12 @@ def drop_labels(y, step, seed, p_uncond, null):
     """Ho & Salimans' "c <- null with probability p_uncond" for the labels ``y`` of global step ``step``.
 
     Each label is replaced by ``null`` (the model's null class K) independently with probability
-    ``p_uncond`` (they use 0.1 or 0.2). Stateless like ``draw_t_eps``: the same ``(seed, step)``
+    ``p_uncond`` (they found 0.1 or 0.2 best). Stateless like ``draw_t_eps``: the same ``(seed, step)``
     drops the same labels. Returns int32 labels.
     """
     step = tf.cast(step, tf.int64)
     u = tf.random.stateless_uniform(tf.shape(y), seed=tf.stack(
-        [tf.constant(seed + _DROP_SEED, tf.int64), step]), alg="philox")
+        [tf.constant(seed + DROP_SEED, tf.int64), step]), alg="philox")
     return tf.where(u < p_uncond, tf.constant(null, tf.int32), tf.cast(y, tf.int32))
 
 
@@ -151,7 +153,7 @@ class Trainer:
         strategy: a ``tf.distribute`` strategy; the model's weights are created in its scope.
         verbose: show a progress bar.
         p_uncond: for a class-conditional model (``num_classes`` set), the probability that a
-            label is replaced by the null class (``drop_labels``; Ho & Salimans use 0.1 or 0.2);
+            label is replaced by the null class (``drop_labels``; Ho & Salimans found 0.1 or 0.2 best);
             unused by an unconditional model.
 
     A class-conditional model is trained on ``fit(images, steps, labels=...)``; it can start from
@@ -362,9 +364,9 @@ class Trainer:
 
     def _set_validation(self, val_images, val_labels=None, n=512):
         x = preprocess(check_images(np.asarray(val_images))[:n], self.image_size, self.mode)
-        t = tf.random.stateless_uniform([x.shape[0]], seed=[_VAL_SEED, 0], minval=0,
+        t = tf.random.stateless_uniform([x.shape[0]], seed=[VALIDATION_SEED, 0], minval=0,
                                         maxval=self.schedule.timesteps, dtype=tf.int32, alg="philox")
-        eps = tf.random.stateless_normal(x.shape, seed=[_VAL_SEED, 1], alg="philox")
+        eps = tf.random.stateless_normal(x.shape, seed=[VALIDATION_SEED, 1], alg="philox")
         y = None if val_labels is None else tf.constant(val_labels[:n], tf.int32)
         self._val = (self.schedule.q_sample(x, t, eps), t, eps, y)
 

@@ -11,7 +11,7 @@ import numpy as np
 from .data import to_uint8
 
 __all__ = ["image_grid", "show_images", "save_grid", "noising_strip", "plot_noising_strip",
-           "save_gif", "plot_schedules", "unet_blocks", "draw_unet"]
+           "save_gif", "plot_schedules", "unet_blocks", "draw_unet", "draw_chains"]
 
 
 def _np(x):
@@ -220,4 +220,70 @@ def draw_unet(model, ax=None, title=None):
     ax.set_ylim(-1.3 * (len(sizes) - 1) - 0.7, 1.0)
     ax.axis("off")
     ax.set_title(title or f"{type(model).__name__}: {model.count_params():,} parameters", fontsize=10)
+    return ax
+
+
+def draw_chains(schedule=None, x0=None, t=499, seed=0, ax=None):
+    """Draw the graphical model of diffusion (Ho et al. 2020, Fig. 2), with the posterior added.
+
+    Nodes x_T, ..., x_t, x_{t-1}, ..., x_0 from left to right. Black arrows, right to left: the
+    forward process q(x_t | x_{t-1}) (chapter 1). Blue arrows, left to right: the learned reverse
+    process p_theta(x_{t-1} | x_t) (chapter 3). Pink: the posterior q(x_{t-1} | x_t, x_0), the
+    reverse step when x_0 is known (chapter 2), which p_theta is trained to match (chapter 4).
+    Given a ``schedule`` and one image ``x0`` (H, W, C) in [-1, 1], each named node shows that
+    image noised to its time (``noising_strip``, one eps), labelled with the paper's times; ``t``
+    is the code time of x_t (x_{t-1} is code t - 1, x_T code T - 1). Returns the Axes.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Circle
+    if ax is None:
+        _, ax = plt.subplots(figsize=(11, 4.2 if x0 is not None else 2.8))
+    xs = {"T": 0.0, "dots1": 1.5, "t": 3.0, "t-1": 5.0, "dots0": 6.5, "0": 8.0}
+    names = {"T": "$x_T$", "t": "$x_t$", "t-1": "$x_{t-1}$", "0": "$x_0$"}
+    r = 0.42
+    for key, x in xs.items():
+        if key.startswith("dots"):
+            ax.text(x, 0, r"$\cdots$", ha="center", va="center", fontsize=16)
+        else:
+            ax.add_patch(Circle((x, 0), r, fc="white", ec="black", lw=1.2))
+            ax.text(x, 0, names[key], ha="center", va="center", fontsize=13)
+    black, blue, pink = "black", "#2171b5", "#e7298a"
+    for a, b in [("T", "dots1"), ("dots1", "t"), ("t", "t-1"), ("t-1", "dots0"), ("dots0", "0")]:
+        x_a, x_b = xs[a] + (0.0 if a.startswith("dots") else r), xs[b] - (0.3 if b.startswith("dots") else r)
+        ax.annotate("", xy=(x_b, 0.12), xytext=(x_a + 0.05, 0.12), arrowprops=dict(
+            arrowstyle="-|>", color=blue, lw=1.6))                             # p_theta, to the right
+        ax.annotate("", xy=(x_a + 0.05, -0.12), xytext=(x_b, -0.12), arrowprops=dict(
+            arrowstyle="-|>", color=black, lw=1.2, ls="--"))                   # q, to the left
+    ax.text(4.0, 0.55, r"$p_\theta(x_{t-1} \mid x_t)$", color=blue, ha="center", fontsize=12)
+    ax.text(1.5, -0.62, r"$q(x_t \mid x_{t-1})$", color=black, ha="center", fontsize=12)
+    # the posterior: from x_t to x_{t-1}, conditioned on x_0 (an arc below, fed by x_0)
+    ax.annotate("", xy=(xs["t-1"] - 0.15, -r), xytext=(xs["t"] + 0.15, -r), arrowprops=dict(
+        arrowstyle="-|>", color=pink, lw=1.6, connectionstyle="arc3,rad=0.55"))
+    ax.annotate("", xy=(4.0, -0.95), xytext=(xs["0"] - 0.1, -r), arrowprops=dict(
+        arrowstyle="-", color=pink, lw=1.0, ls=":", connectionstyle="arc3,rad=-0.25"))
+    ax.text(4.0, -1.45, r"$q(x_{t-1} \mid x_t, x_0)$: $p_\theta$ is trained to match it",
+            color=pink, ha="center", fontsize=11)
+    top = 0.9
+    if x0 is not None:
+        if schedule is None:
+            raise ValueError("draw_chains needs the schedule to noise x0; got schedule=None.")
+        T = schedule.timesteps
+        if not 1 <= int(t) < T:
+            raise ValueError(f"t must be a code time in [1, {T}) (x_t and x_{{t-1}} both in the chain); got {t}.")
+        img = _np(x0)
+        img = img[0] if img.ndim == 4 else img
+        strip = to_uint8(noising_strip(schedule, img, [T - 1, int(t), int(t) - 1], seed))
+        pics = {"T": strip[0], "t": strip[1], "t-1": strip[2], "0": to_uint8(img[None])[0]}
+        for key, pic in pics.items():
+            x = xs[key]
+            ax.imshow(pic[..., 0] if pic.shape[-1] == 1 else pic, cmap="gray", vmin=0, vmax=255,
+                      extent=(x - 0.55, x + 0.55, 0.95, 2.05), zorder=2)
+        for key, label in [("T", f"T = {T}"), ("t", f"t = {int(t) + 1}"), ("t-1", f"t - 1 = {int(t)}"),
+                           ("0", "the data")]:
+            ax.text(xs[key], 2.15, label + ("" if key == "0" else " (paper)"), ha="center", fontsize=8)
+        top = 2.4
+    ax.set_xlim(-0.7, 8.7)
+    ax.set_ylim(-1.8, top)
+    ax.set_aspect("equal")
+    ax.axis("off")
     return ax

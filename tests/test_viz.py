@@ -39,3 +39,25 @@ def test_draw_unet_draws_one_box_per_block(tiny_unet):
         plt.close("all")
     with pytest.raises(ValueError, match="draw a UNet or a HoUNet; got str"):
         viz.unet_blocks("not a model")
+
+
+def test_draw_chains_shows_the_noised_image_at_each_node():
+    from ddpm_lib.schedule import linear_schedule
+    schedule = linear_schedule(100)
+    x0 = np.linspace(-1, 1, 32 * 32, dtype=np.float32).reshape(32, 32, 1)
+    ax = viz.draw_chains()
+    assert not ax.images and len(ax.patches) == 4                 # x_T, x_t, x_{t-1}, x_0
+    ax = viz.draw_chains(schedule, x0, t=40)
+    shown = [im.get_array() for im in ax.images]
+    expected = viz.noising_strip(schedule, x0, [99, 40, 39])
+    assert len(shown) == 4
+    for img, want in zip(shown[:3], expected):                    # the same eps at every node
+        np.testing.assert_array_equal(img, viz.to_uint8(want[None])[0, ..., 0])
+    np.testing.assert_array_equal(shown[3], viz.to_uint8(x0[None])[0, ..., 0])
+    labels = [t.get_text() for t in ax.texts]
+    assert "t = 41 (paper)" in labels and "T = 100 (paper)" in labels
+    plt.close("all")
+    with pytest.raises(ValueError, match=r"t must be a code time in \[1, 100\).*got 0"):
+        viz.draw_chains(schedule, x0, t=0)
+    with pytest.raises(ValueError, match="needs the schedule"):
+        viz.draw_chains(None, x0)
