@@ -12,6 +12,10 @@ Two formats, both plain ``.npz`` with a JSON ``meta`` entry:
 * exported weights (``ddpm_lib.weights/2``): the EMA weights ``weights/<key>`` (optionally
   float16), the model's class and config and the noise schedule; ``load_weights`` reads them.
 
+The evaluation classifier (``metrics.build_classifier``, a Keras functional model) is stored the
+same way, ``weights/<key>`` plus a ``meta`` entry (``ddpm_lib.classifier/2``), by
+:func:`save_classifier` and :func:`load_classifier_weights`.
+
 A weight's key is its Keras variable path without the model's own name, e.g.
 ``down0_res0/conv1/kernel`` (the same for a model and its EMA copy), and an optimizer slot's key
 the key of its weight plus the slot, e.g. ``adamw/down0_res0/conv1/kernel/momentum``. That needs
@@ -35,13 +39,14 @@ import numpy as np
 __all__ = ["atomic_write", "atomic_savez", "atomic_write_json", "read_npz", "list_checkpoints",
            "latest_checkpoint", "read_latest_checkpoint", "schedule_hash", "schedule_from_meta",
            "check_same_run", "saved_model_config", "variable_keys", "optimizer_keys", "write_checkpoint",
-           "assign_checkpoint", "export_weights", "load_weights", "CHECKPOINT_FORMAT",
-           "WEIGHTS_FORMAT"]
+           "assign_checkpoint", "export_weights", "load_weights", "save_classifier",
+           "load_classifier_weights", "CHECKPOINT_FORMAT", "WEIGHTS_FORMAT", "CLASSIFIER_FORMAT"]
 
 CHECKPOINT_FORMAT = "ddpm_lib.checkpoint/2"
 WEIGHTS_FORMAT = "ddpm_lib.weights/2"
 _CHECKPOINT_FORMATS = ("ddpm_lib.checkpoint/1", CHECKPOINT_FORMAT)
 _WEIGHTS_FORMATS = ("ddpm_lib.weights/1", WEIGHTS_FORMAT)
+CLASSIFIER_FORMAT = "ddpm_lib.classifier/2"
 # Model classes whose every layer has an explicit name, so that variable paths are stable.
 _KEYED_BY_PATH = ("HoUNet", "UNet")
 
@@ -177,6 +182,7 @@ def _relative_path(model, variable):
     if model.name not in parts[:-1]:
         raise ValueError(f"variable {variable.path!r} does not lie under the model's name {model.name!r}.")
     return "/".join(parts[parts.index(model.name) + 1:])
+
 
 
 def _check_unique(keys, what):
@@ -369,6 +375,35 @@ def load_weights(path, image_size=32, dtype=None):
             prefix, path)
     model.trained_timesteps = len(meta["betas"])
     return model, schedule_from_meta(meta)
+
+
+# -------------------------------------------------------------------- the evaluation classifier
+def save_classifier(model, path, meta, dtype="float16"):
+    """Save a Keras functional model whose layers are all named (``metrics.build_classifier``):
+    ``weights/<variable path>`` (e.g. ``weights/features/kernel``) and ``meta``, atomically."""
+    keys = _check_unique([v.path for v in model.weights], "weights")
+    arrays = {f"weights/{k}": np.asarray(v.numpy()).astype(dtype) for k, v in zip(keys, model.weights)}
+    arrays["meta"] = np.array(json.dumps(dict(meta, format=CLASSIFIER_FORMAT, keys="path")))
+    return atomic_savez(path, arrays)
+
+
+def load_classifier_weights(model, path):
+    """Load a file of :func:`save_classifier` into ``model`` (float32) and return its ``meta``.
+
+    Files of the first format (``ddpm_lib.classifier/1``: ``w0000, w0001, ...`` by position) load
+    too, shape by shape."""
+    data = read_npz(path)
+    meta = data["meta"]
+    if meta.get("format") == CLASSIFIER_FORMAT:
+        keys = [v.path for v in model.weights]
+    elif meta.get("format") == "ddpm_lib.classifier/1":
+        keys = [f"{i:04d}" for i in range(len(model.weights))]
+        data = {k.replace("w", "weights/", 1): v for k, v in data.items() if k != "meta"}
+    else:
+        raise ValueError(f"{path!r} is not a ddpm_lib classifier file (meta format {meta.get('format')!r}).")
+    _assign(model.weights, keys, {k: v.astype(np.float32) for k, v in data.items() if k != "meta"},
+            "weights", path)
+    return meta
 
 
 def file_sha256(path):

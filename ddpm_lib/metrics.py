@@ -30,16 +30,19 @@ HELDOUT_FILE = "fashion_mnist_heldout_features.npz"
 
 
 def build_classifier(num_classes=10, image_size=32, channels=1):
-    """A small CNN: 3 conv blocks, a 128-unit ``features`` layer, a softmax head."""
-    inp = keras.Input((image_size, image_size, channels))
+    """A small CNN: 3 conv blocks, a 128-unit ``features`` layer, a softmax head.
+
+    Every layer is named, so that its weights are saved under stable names
+    (``checkpoint.save_classifier``)."""
+    inp = keras.Input((image_size, image_size, channels), name="image")
     x = inp
-    for width in (32, 64, 128):
-        x = layers.Conv2D(width, 3, padding="same", activation="relu")(x)
-        x = layers.Conv2D(width, 3, padding="same", activation="relu")(x)
-        x = layers.MaxPooling2D(2)(x)
-    x = layers.GlobalAveragePooling2D()(x)
+    for block, width in enumerate((32, 64, 128), start=1):
+        x = layers.Conv2D(width, 3, padding="same", activation="relu", name=f"block{block}_conv1")(x)
+        x = layers.Conv2D(width, 3, padding="same", activation="relu", name=f"block{block}_conv2")(x)
+        x = layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
     feats = layers.Dense(128, activation="relu", name="features")(x)
-    out = layers.Dense(num_classes, name="logits")(layers.Dropout(0.3)(feats))
+    out = layers.Dense(num_classes, name="logits")(layers.Dropout(0.3, name="dropout")(feats))
     return keras.Model(inp, out, name="fmnist_classifier")
 
 
@@ -58,15 +61,11 @@ def train_classifier(images, labels, epochs=8, batch_size=128, seed=0, verbose=1
 
 def load_classifier():
     """The classifier shipped with ddpm_lib (see the evaluation chapter for how it was trained)."""
-    from .checkpoint import read_npz
+    from .checkpoint import load_classifier_weights
+    model = build_classifier()
     ref = resources.files("ddpm_lib") / "assets" / CLASSIFIER_FILE
     with resources.as_file(ref) as path:
-        data = read_npz(path)
-    model = build_classifier()
-    weights = [data[f"w{i:04d}"] for i in range(len(model.weights))]
-    if any(w.shape != tuple(v.shape) for w, v in zip(weights, model.weights)):
-        raise ValueError(f"{CLASSIFIER_FILE} does not match build_classifier(); reinstall ddpm_lib.")
-    model.set_weights([w.astype(np.float32) for w in weights])
+        load_classifier_weights(model, path)
     return model
 
 

@@ -44,3 +44,47 @@ def test_class_diversity():
     import pytest
     with pytest.raises(ValueError, match="class 2 has 1 samples and 100 real images"):
         metrics.class_diversity(real[:201], labels[:201], real, labels, 3)
+
+
+def test_shipped_classifier_is_keyed_by_layer_name():
+    from ddpm_lib.checkpoint import CLASSIFIER_FORMAT, read_npz
+    from importlib import resources
+    with resources.as_file(resources.files("ddpm_lib") / "assets" / metrics.CLASSIFIER_FILE) as path:
+        saved = read_npz(path)
+    assert saved["meta"]["format"] == CLASSIFIER_FORMAT and saved["meta"]["keys"] == "path"
+    model = metrics.load_classifier()
+    assert sorted(k for k in saved if k != "meta") == sorted(f"weights/{v.path}" for v in model.weights)
+    assert "weights/features/kernel" in saved and "weights/block1_conv1/kernel" in saved
+    for v in model.weights:                                   # float16 on disk, float32 in the model
+        np.testing.assert_array_equal(v.numpy(), saved[f"weights/{v.path}"].astype(np.float32))
+
+
+def test_classifier_files_round_trip_and_the_first_format_still_loads(tmp_path):
+    import json
+    import keras
+    import pytest
+    from ddpm_lib.checkpoint import atomic_savez, load_classifier_weights, save_classifier
+    keras.utils.set_random_seed(0)
+    model = metrics.build_classifier()
+    keras.layers.Conv2D(4, 3)                     # another layer built first must not shift any key
+    save_classifier(model, tmp_path / "c.npz", {"epochs": 1}, dtype="float32")
+    other = metrics.build_classifier()
+    assert load_classifier_weights(other, tmp_path / "c.npz")["epochs"] == 1
+    for a, b in zip(model.weights, other.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # the first format: w0000, w0001, ... by position
+    old = {f"w{i:04d}": v.numpy() for i, v in enumerate(model.weights)}
+    old["meta"] = np.array(json.dumps({"format": "ddpm_lib.classifier/1"}))
+    atomic_savez(tmp_path / "old.npz", old)
+    third = metrics.build_classifier()
+    load_classifier_weights(third, tmp_path / "old.npz")
+    for a, b in zip(model.weights, third.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # a file of another model is refused by name
+    wrong = dict(old, w0000=np.zeros((1, 1)))
+    atomic_savez(tmp_path / "wrong.npz", wrong)
+    with pytest.raises(ValueError, match=r"weights/0000 has shape \(1, 1\), expected \(3, 3, 1, 32\)"):
+        load_classifier_weights(metrics.build_classifier(), tmp_path / "wrong.npz")
+    atomic_savez(tmp_path / "none.npz", {"meta": np.array(json.dumps({"format": "x"}))})
+    with pytest.raises(ValueError, match="is not a ddpm_lib classifier file"):
+        load_classifier_weights(metrics.build_classifier(), tmp_path / "none.npz")

@@ -3,7 +3,7 @@
     python tools/train_classifier.py --data-npz fashion_mnist.npz   # a local copy, per-class split
     python tools/train_classifier.py                                # Keras download, official split
 
-Writes ddpm_lib/assets/fashion_mnist_classifier.npz (float16), prints the test accuracy, and
+Writes ddpm_lib/assets/fashion_mnist_classifier.npz (float16, ``checkpoint.save_classifier``), prints the test accuracy, and
 writes ddpm_lib/assets/fashion_mnist_heldout_features.npz: the classifier's features of the
 held-out images (never seen by the classifier nor by the reference DDPM), the real side of every
 FID/KID in the book. ``--features-only`` recomputes just those with the shipped classifier.
@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from ddpm_lib import data, metrics
-from ddpm_lib.checkpoint import atomic_savez
+from ddpm_lib.checkpoint import atomic_savez, save_classifier
 
 
 def main():
@@ -37,11 +37,9 @@ def main():
         model = metrics.train_classifier(x, y, epochs=args.epochs, verbose=2)
         acc = float(np.mean(metrics.predict_classes(model, data.preprocess(xt).numpy()) == yt))
         print(f"test accuracy: {acc:.4f}")
-        meta = {"format": "ddpm_lib.classifier/1", "epochs": args.epochs, "test_accuracy": acc,
-                "train_images": int(len(x)), "data": source}
-        arrays = {f"w{i:04d}": w.astype(np.float16) for i, w in enumerate(model.get_weights())}
-        arrays["meta"] = np.array(json.dumps(meta))
-        atomic_savez(args.out, arrays)
+        meta = {"epochs": args.epochs, "test_accuracy": acc, "train_images": int(len(x)),
+                "data": source}
+        save_classifier(model, args.out, meta)
         print(f"wrote {os.path.normpath(args.out)}")
     model = metrics.load_classifier() if args.features_only else model
     feats, logits = metrics.features(model, data.preprocess(xt).numpy())
