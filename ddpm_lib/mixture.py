@@ -157,13 +157,12 @@ class MixtureEps:
 
     def __call__(self, x_t, t, y=None, training=False):
         x_t = self.mixture._check_points(x_t)
-        times = np.unique(np.asarray(t))
+        times = np.unique(validate.time_index(t, self.schedule.timesteps, batch=len(x_t)).numpy())
         if times.size != 1:
             raise ValueError(f"MixtureEps takes one time per call, shared by the batch; got {times}.")
         null = self.num_classes
-        y = np.full(len(x_t), null) if y is None else np.asarray(y).reshape(-1)
-        if y.shape != (len(x_t),) or np.any((y < 0) | (y > null)):
-            raise ValueError(f"y must hold {len(x_t)} labels in [0, {null}] ({null} = null); got {y}.")
+        y = (np.full(len(x_t), null) if y is None else
+             validate.class_labels(y, null, name="y", batch=len(x_t), allow_null=True).numpy())
         eps = np.empty(x_t.shape, np.float32)
         for k in np.unique(y):
             rows = y == k

@@ -572,8 +572,12 @@ def test_mixture_eps_is_the_exact_conditional_and_unconditional_eps():
     y = np.array([0, 1, 2, 0, 1, 2])
     want = np.stack([mix.component(k).optimal_eps(sched, x[i:i + 1], 299)[0] for i, k in enumerate(y)])
     np.testing.assert_array_equal(model(x, t, y=y), want)
-    with pytest.raises(ValueError, match=r"y must hold 6 labels in \[0, 3\]"):
+    with pytest.raises(ValueError, match=r"y must be integers in \[0, 3\] \(3 = the null class\)"):
         model(x, t, y=np.full(6, 4))
+    with pytest.raises(ValueError, match=r"y must have shape \(6,\), the images' batch size"):
+        model(x, t, y=np.zeros(5, int))
+    with pytest.raises(ValueError, match=r"t must be code indices in \[0, 1000\)"):
+        model(x, np.full(6, 1000))
     with pytest.raises(ValueError, match="one time per call"):
         model(x, np.arange(6))
     with pytest.raises(ValueError, match=r"k must be a component index in \[0, 2\]; got 3."):
