@@ -185,6 +185,11 @@ def _relative_path(model, variable):
 
 
 
+def _by_position(items):
+    """The keys of files (and models) saved by position: ``0000, 0001, ...``."""
+    return [f"{i:04d}" for i in range(len(items))]
+
+
 def _check_unique(keys, what):
     if len(set(keys)) != len(keys):
         dup = next(k for k in keys if keys.count(k) > 1)
@@ -200,7 +205,7 @@ def keyed_by_path(model):
 def variable_keys(model):
     """The key of each of ``model.weights``: its path without the model's name, or its position."""
     if not keyed_by_path(model):
-        return [f"{i:04d}" for i in range(len(model.weights))]
+        return _by_position(model.weights)
     return _check_unique([_relative_path(model, v) for v in model.weights], "weights")
 
 
@@ -212,7 +217,7 @@ def optimizer_keys(optimizer, model):
     slot ``<w.path with '/' as '_'>_<slot>``, which is how the weight is found.
     """
     if not keyed_by_path(model):
-        return [f"{i:04d}" for i in range(len(optimizer.variables))]
+        return _by_position(optimizer.variables)
     owners = [optimizer] + ([optimizer.inner_optimizer] if hasattr(optimizer, "inner_optimizer") else [])
     classes = {o.name: type(o).__name__.lower() for o in owners}
     slots = sorted(((v.path.replace("/", "_") + "_", key)
@@ -283,8 +288,8 @@ def assign_checkpoint(path, data, model, ema_model, optimizer):
     if by_path:                                   # else by position: version 1, older files
         model_keys, opt_keys = variable_keys(model), optimizer_keys(optimizer, model)
     else:
-        model_keys = [f"{i:04d}" for i in range(len(model.weights))]
-        opt_keys = [f"{i:04d}" for i in range(len(optimizer.variables))]
+        model_keys = _by_position(model.weights)
+        opt_keys = _by_position(optimizer.variables)
     _assign(model.weights, model_keys, data, "model", path)
     _assign(ema_model.weights, model_keys, data, "ema", path)
     _assign(optimizer.variables, opt_keys, data, "opt", path)
@@ -359,7 +364,7 @@ def load_weights(path, image_size=32, dtype=None):
                                  "does not; the file is damaged.")
             keys = variable_keys(model)
         else:                                              # by position (older files)
-            keys = [f"{i:04d}" for i in range(len(model.weights))]
+            keys = _by_position(model.weights)
         prefix = "weights"
     else:                                                  # version 1: w0000, w0001, ...
         n = meta.get("n_weights")
@@ -367,7 +372,7 @@ def load_weights(path, image_size=32, dtype=None):
             raise ValueError(f"{path!r} holds {n} weight arrays but {cls.__name__}({config}) has "
                              f"{len(model.weights)}; the file and this version of ddpm_lib disagree.")
         data = {k.replace("w", "weights/", 1): v for k, v in data.items() if k != "meta"}
-        keys, prefix = [f"{i:04d}" for i in range(n)], "weights"
+        keys, prefix = _by_position(range(n)), "weights"
     bad = [k for k, v in data.items() if k != "meta" and not np.all(np.isfinite(v))]
     if bad:
         raise ValueError(f"{path!r} contains non-finite weights (nan or inf), e.g. in {bad[0]!r}.")
@@ -397,7 +402,7 @@ def load_classifier_weights(model, path):
     if meta.get("format") == CLASSIFIER_FORMAT:
         keys = [v.path for v in model.weights]
     elif meta.get("format") == "ddpm_lib.classifier/1":
-        keys = [f"{i:04d}" for i in range(len(model.weights))]
+        keys = _by_position(model.weights)
         data = {k.replace("w", "weights/", 1): v for k, v in data.items() if k != "meta"}
     else:
         raise ValueError(f"{path!r} is not a ddpm_lib classifier file (meta format {meta.get('format')!r}).")
