@@ -25,13 +25,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from flops import unet_flops  # noqa: E402
-from ddpm_lib import UNet, Trainer, linear_schedule, sample, data  # noqa: E402
+from flops import ho_unet_flops, unet_flops  # noqa: E402
+from ddpm_lib import HoUNet, UNet, Trainer, linear_schedule, sample, data  # noqa: E402
 
 CONFIGS = {
     "seed UNet (base 64, seed attention)": dict(base_channels=64, attention="seed"),
     "reference UNet (base 32, origin attention)": dict(base_channels=32, attention="origin"),
 }
+# The book's reference model: the HoUNet that `python -m ddpm_lib train` builds by default (--arch ho).
+HO_REFERENCE = dict(image_channels=1, image_size=32, base_channels=32, channel_mult=(1, 2, 2),
+                    num_res_blocks=2, attn_resolutions=(16,), dropout=0.0, groups=8)
+# The "train" section's rows: name -> (network class, its keyword arguments, FLOP counter).
+TRAIN_CONFIGS = {**{name: (UNet, kw, unet_flops) for name, kw in CONFIGS.items()},
+                 "reference HoUNet (base 32, attention at 16x16)": (HoUNet, HO_REFERENCE, ho_unet_flops)}
 
 
 def machine():
@@ -61,9 +67,10 @@ def cpu_peak_gflops():
     return os.cpu_count() * mhz[0] / 1e3 * per_cycle
 
 
-def time_train(model_kw, batch, steps, dtype=None):
+def time_train(model_kw, batch, steps, dtype=None, builder=UNet):
+    """(images/s, last loss, model) of ``steps`` training steps of ``builder(dtype=dtype, **model_kw)``."""
     images, _ = data.load_sample()
-    model = UNet(dtype=dtype, **model_kw)
+    model = builder(dtype=dtype, **model_kw)
     tr = Trainer(model, linear_schedule(1000), batch_size=batch, verbose=False,
                  mixed_precision=dtype)
     tr.fit(images, 2)                                   # trace + warm up
@@ -120,9 +127,9 @@ def main(argv=None):
 
     if args.only in (None, "train"):
         out["train"] = []
-        for name, kw in CONFIGS.items():
-            ips, loss, model = time_train(kw, args.batch, args.train_steps)
-            fwd = unet_flops(model)
+        for name, (builder, kw, count_flops) in TRAIN_CONFIGS.items():
+            ips, loss, model = time_train(kw, args.batch, args.train_steps, builder=builder)
+            fwd = count_flops(model)
             gflops = 3 * fwd * ips / 1e9
             row = {"model": name, "params": model.count_params(), "gflop_per_forward": fwd / 1e9,
                    "batch": args.batch, "images_per_s": ips, "achieved_gflops": gflops}

@@ -314,8 +314,8 @@ def model_classes():
 
 def export_weights(model, schedule, path, dtype="float16", extra=None):
     """Save a model's weights and config (+ the schedule) for sampling; float16 halves the size."""
-    if dtype not in ("float16", "float32"):
-        raise ValueError(f'dtype must be "float16" or "float32"; got {dtype!r}.')
+    from .validate import one_of
+    one_of(dtype, ("float16", "float32"), "dtype")
     if not model.weights:
         raise ValueError("the model has no weights yet; call it once (model.build_for(32)) first.")
     if type(model).__name__ not in model_classes():

@@ -132,8 +132,7 @@ def check_images(images):
 
 def check_mode(mode):
     """Raise unless ``mode`` is one of ``preprocess``'s ways to reach the network's size."""
-    if mode not in ("pad", "resize"):
-        raise ValueError(f'mode must be "pad" or "resize"; got {mode!r}.')
+    validate.one_of(mode, ("pad", "resize"), "mode")
 
 
 def preprocess(images, image_size=32, mode="pad"):

@@ -20,6 +20,7 @@ float32 arithmetic: ``a * x_t + b * value``, ``b * value``, or (``x0_to_eps``) `
 """
 from __future__ import annotations
 
+from . import validate
 from .schedule import extract
 
 __all__ = ["PARAMETERIZATIONS", "eps_to_x0", "x0_to_eps", "eps_to_v", "v_to_eps", "v_to_x0",
@@ -89,14 +90,9 @@ _TO_EPS = {"x0": x0_to_eps, "v": v_to_eps, "score": score_to_eps}
 _FROM_EPS = {"x0": eps_to_x0, "v": eps_to_v, "score": eps_to_score}
 
 
-def _check_name(name, what):
-    if name not in PARAMETERIZATIONS:
-        raise ValueError(f"{what} must be one of {PARAMETERIZATIONS}; got {name!r}.")
-
-
 def to_eps(schedule, x_t, t, value, source):
     """eps from the prediction ``value`` of kind ``source`` ("eps", "x0", "v" or "score")."""
-    _check_name(source, "source")
+    validate.one_of(source, PARAMETERIZATIONS, "source")
     if source == "eps":
         return schedule.check_inputs(t, x_t, value, names=("x_t", "value"))[2]
     return _TO_EPS[source](schedule, x_t, t, value)
@@ -104,7 +100,7 @@ def to_eps(schedule, x_t, t, value, source):
 
 def from_eps(schedule, x_t, t, eps, target):
     """The prediction of kind ``target`` ("eps", "x0", "v" or "score") from eps."""
-    _check_name(target, "target")
+    validate.one_of(target, PARAMETERIZATIONS, "target")
     if target == "eps":
         return schedule.check_inputs(t, x_t, eps, names=("x_t", "eps"))[2]
     return _FROM_EPS[target](schedule, x_t, t, eps)
@@ -116,8 +112,8 @@ def convert(schedule, x_t, t, value, source, target):
     v to x_0 uses ``v_to_x0`` directly (Salimans & Ho's formula); every other pair is
     ``from_eps(to_eps(...))``, two of the single-step formulas above.
     """
-    _check_name(source, "source")
-    _check_name(target, "target")
+    validate.one_of(source, PARAMETERIZATIONS, "source")
+    validate.one_of(target, PARAMETERIZATIONS, "target")
     if (source, target) == ("v", "x0"):
         return v_to_x0(schedule, x_t, t, value)
     return from_eps(schedule, x_t, t, to_eps(schedule, x_t, t, value, source), target)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from . import validate
 from .schedule import extract
 
 __all__ = ["p_mean", "p_variance", "ddim_sigma"]
@@ -30,11 +31,8 @@ def p_variance(schedule, variance="posterior"):
     ``"posterior"``: beta_tilde_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t (optimal for
     x_0 fixed to one point; 0 at code t = 0); ``"beta"``: beta_t (optimal for x_0 ~ N(0, I)).
     """
-    if variance == "posterior":
-        return schedule.posterior_variance
-    if variance == "beta":
-        return schedule.betas
-    raise ValueError(f'variance must be "posterior" or "beta"; got {variance!r}.')
+    validate.one_of(variance, ("posterior", "beta"), "variance")
+    return schedule.posterior_variance if variance == "posterior" else schedule.betas
 
 
 def ddim_sigma(alpha_bar, alpha_bar_prev, eta):

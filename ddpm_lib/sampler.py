@@ -450,8 +450,7 @@ def sample(model, schedule, shape, method="ddpm", steps=None, eta=0.0, seed=None
             raise ValueError(f"x_T has shape {tuple(x_T.shape)} but shape is {tuple(shape)}; "
                              "they must match (or pass shape=None).")
     shape = validate.image_shape(shape, getattr(model, "image_channels", None))
-    if method not in ("ddpm", "ddim", "dpm_solver"):
-        raise ValueError(f'method must be "ddpm", "ddim" or "dpm_solver"; got {method!r}.')
+    validate.one_of(method, ("ddpm", "ddim", "dpm_solver"), "method")
     p_variance(schedule, variance)       # validates the name
     eta = validate.finite_number(eta, "eta", minimum=0)
     _timesteps_and_steps(schedule.timesteps, steps)    # validates steps

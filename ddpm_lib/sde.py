@@ -125,8 +125,7 @@ def probability_flow(sde, score_fn, x, s_grid, method="euler", trajectory=False)
     encode (data to noise). Returns x, or with ``trajectory`` ``(x, xs)`` as ``euler_maruyama``.
     """
     s = _grid(s_grid)
-    if method not in ("euler", "heun"):
-        raise ValueError(f'method must be "euler" or "heun"; got {method!r}.')
+    validate.one_of(method, ("euler", "heun"), "method")
     x = np.asarray(x, np.float64)
     xs = [x]
     for s_i, s_next in zip(s[:-1], s[1:]):

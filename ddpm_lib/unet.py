@@ -28,7 +28,7 @@ import tensorflow as tf
 import keras
 from keras import layers
 
-from .validate import positive_int
+from .validate import one_of, positive_int
 
 __all__ = ["timestep_encoding", "check_unet_inputs", "DoubleConv", "SelfAttention", "Down", "Up", "UNet"]
 
@@ -192,8 +192,7 @@ class UNet(keras.Model):
     def __init__(self, image_channels=1, base_channels=64, time_dim=256, attention="seed",
                  heads=4, **kwargs):
         super().__init__(**kwargs)
-        if attention not in ("seed", "origin"):
-            raise ValueError(f'attention must be "seed" or "origin"; got {attention!r}.')
+        one_of(attention, ("seed", "origin"), "attention")
         for name, v in (("image_channels", image_channels), ("base_channels", base_channels),
                         ("time_dim", time_dim), ("heads", heads)):
             positive_int(v, name)

@@ -63,6 +63,16 @@ def fraction(value, name):
     return value
 
 
+def one_of(value, choices, name):
+    """``value`` if it is one of ``choices`` (names such as methods or modes), else a ValueError
+    listing them: 'method must be "ddpm", "ddim" or "dpm_solver"; got 'x'.'."""
+    if value not in choices:
+        quoted = [f'"{c}"' for c in choices]
+        listed = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+        raise ValueError(f"{name} must be {listed}; got {value!r}.")
+    return value
+
+
 def time_index(t, timesteps, name="t", batch=None, scalar=False, allow_negative=False):
     """Time indices as an int32 tensor: a scalar, or shape ``(batch,)`` unless ``scalar``.
 

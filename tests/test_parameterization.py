@@ -113,9 +113,9 @@ def test_v_is_a_rotation_of_x0_and_eps(batch):
 def test_bad_names_and_shapes(batch):
     s = linear_schedule(10)
     x = np.zeros((2, 3), np.float32)
-    with pytest.raises(ValueError, match="source must be one of"):
+    with pytest.raises(ValueError, match="source must be \"eps\", \"x0\", \"v\" or \"score\"; got 'noise'"):
         P.convert(s, x, 0, x, "noise", "x0")
-    with pytest.raises(ValueError, match="target must be one of"):
+    with pytest.raises(ValueError, match="target must be \"eps\", \"x0\", \"v\" or \"score\"; got 'mu'"):
         P.from_eps(s, x, 0, x, "mu")
     with pytest.raises(ValueError, match="must have the shape of x_t"):
         P.eps_to_v(s, x, 0, np.zeros((2, 4), np.float32))
