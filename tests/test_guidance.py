@@ -524,32 +524,31 @@ def test_cli_bad_conditional_flags(tmp_path, capsys, extra, message):
     assert capsys.readouterr().err == f"error: {message}\n"
 
 
-# The shipped model's L_simple with the true label over that with the null class: measured 0.891
-# (the scale-1 model of an earlier fine-tune, which did not follow its labels, gave 0.996).
-LABEL_GAIN = 0.95
+# The shipped model's L_simple with the true label over that with the null class: measured 0.669
+# at t = 701 (0.891 averaged over t = 501, 701 and 901, where the scale-1 model of an earlier
+# fine-tune, which did not follow its labels, gave 0.996).
+LABEL_GAIN = 0.85
 
 
 def test_load_reference_conditional():
-    """The shipped class-conditional HoUNet(num_classes=10) loads and uses its labels: on 200
-    shipped sample images (20 per class) noised to paper t = 501, 701 and 901, its eps with the
-    true label has a lower L_simple than with the null class, and the null class lower than a
-    wrong label (the next class)."""
+    """The shipped class-conditional HoUNet(num_classes=10) loads and uses its labels: on 100
+    shipped sample images (10 per class) noised to paper t = 701, its eps with the true label has
+    a lower L_simple than with the null class (by a third when written), and the null class lower
+    than a wrong label (the next class)."""
     assert reference.REFERENCE_MODELS["conditional"] == "fashion_mnist_ho_unet_cond.npz"
     model, schedule = reference.load_reference("conditional")
     assert isinstance(model, HoUNet) and model.num_classes == 10 and schedule.timesteps == 1000
     images, labels = load_sample()
-    pick = np.concatenate([np.flatnonzero(labels == c)[:20] for c in range(10)])
+    pick = np.concatenate([np.flatnonzero(labels == c)[:10] for c in range(10)])
     x0 = tf.constant(preprocess(images[pick]))
     y = labels[pick].astype(np.int32)
+    t = tf.fill([len(pick)], 700)
+    eps = tf.random.stateless_normal(x0.shape, seed=[700, 0])
+    x_t = schedule.q_sample(x0, t, eps)
     loss = {}
     for name, yy in (("true", y), ("null", np.full_like(y, 10)), ("wrong", (y + 1) % 10)):
-        per_t = []
-        for t in (500, 700, 900):
-            tt = tf.fill([len(pick)], t)
-            eps = tf.random.stateless_normal(x0.shape, seed=[t, 0])
-            pred = model(schedule.q_sample(x0, tt, eps), tt, y=tf.constant(yy), training=False)
-            per_t.append(float(tf.reduce_mean((eps - pred) ** 2)))
-        loss[name] = np.mean(per_t)
+        pred = model(x_t, t, y=tf.constant(yy), training=False)
+        loss[name] = float(tf.reduce_mean((eps - pred) ** 2))
     assert loss["true"] < LABEL_GAIN * loss["null"] and loss["null"] < loss["wrong"], loss
 
 

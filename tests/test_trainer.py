@@ -1,9 +1,10 @@
 """ddpm_lib.trainer: Algorithm 1 learns, resumes exactly, refuses wrong resumes, stops on nan,
 runs under tf.distribute and in mixed precision.
 
-Speed: tracing the train step of even a tiny UNet takes ~10 s of CPU, so the UNet is trained by
-two trainers only (one run that also checkpoints mid-way, one that resumes from it); the checks of
-the trainer's bookkeeping use ``TinyEps`` (conftest), whose train step traces in about a second.
+Speed: tracing the train step of even a tiny UNet takes ~10-40 s of CPU, so the UNet is trained by
+four trainers only (one run that also checkpoints mid-way, one that resumes from it, and the same
+pair after a warm start); the checks of the trainer's bookkeeping use ``TinyEps`` (conftest), whose
+train step traces in about a second.
 """
 import inspect
 import json
@@ -117,46 +118,36 @@ def test_checkpoint_contents(run_a):
     assert {k.split("/")[0] for k in data if k != "meta"} == {"model", "ema", "opt"}
 
 
-def test_warm_start_continues_from_exported_weights(run_a, tiny_unet_factory, images, schedule,
-                                                    tmp_path):
+def test_warm_start_continues_and_resumes_exactly(run_a, tiny_unet_factory, images, schedule,
+                                                  tmp_path):
     """Exported EMA weights restart a lost run: both networks take them, the step count continues,
-    the optimizer is fresh; a Trainer of another run or one already training is refused."""
-    a, _ = run_a
-    path = tmp_path / "w.npz"
-    a.export(path, dtype="float32")
-    tr = Trainer(tiny_unet_factory(seed=1), schedule, checkpoint_dir=None, **CFG)
-    assert tr.warm_start(str(path)) == STEPS_A == tr.step
-    for ema, w, v in zip(a.ema_model.get_weights(), tr.model.get_weights(), tr.ema_model.get_weights()):
-        np.testing.assert_array_equal(w, ema)
-        np.testing.assert_array_equal(v, ema)
-    assert int(tr.optimizer.iterations.numpy()) == 0
-    tr.fit(images, 2, log_every=1)
-    assert [h["step"] for h in tr.history] == list(range(1, STEPS_A + 3))     # the history goes on
-    assert tr.history[:STEPS_A] == a.history[:STEPS_A]
-    with pytest.raises(ValueError, match="step 0; this one is at step 50"):
-        tr.warm_start(str(path))
-    other = Trainer(tiny_unet_factory(seed=1), schedule, checkpoint_dir=None, **dict(CFG, batch_size=8))
-    with pytest.raises(ValueError, match="batch_size: saved 16, given 8"):
-        other.warm_start(str(path))
-
-
-def test_exact_resume_after_a_warm_start(run_a, tiny_unet_factory, images, schedule, tmp_path):
-    """Warm start, N steps, save, new Trainer, restore, M steps == warm start, N + M steps in one go.
-
-    After a warm start the optimizer counts its own steps (0, 1, ...) while the step count goes on
-    from the exported one; a checkpoint holds both, so the resume is exact as in test_exact_resume.
+    the optimizer is fresh (it counts its own steps 0, 1, ...); a Trainer of another run or one
+    already training is refused. Then, as in test_exact_resume: warm start, N steps, save, new
+    Trainer, restore, M steps == warm start, N + M steps in one go (a checkpoint holds both counts).
     """
     a, _ = run_a
     path = a.export(tmp_path / "w.npz", dtype="float32")
     straight = Trainer(tiny_unet_factory(seed=1), schedule, checkpoint_dir=str(tmp_path),
                        checkpoint_every=10**6, **CFG)
-    assert straight.warm_start(str(path)) == STEPS_A
+    assert straight.warm_start(str(path)) == STEPS_A == straight.step
+    for ema, w, v in zip(a.ema_model.get_weights(), straight.model.get_weights(),
+                         straight.ema_model.get_weights()):
+        np.testing.assert_array_equal(w, ema)
+        np.testing.assert_array_equal(v, ema)
+    assert int(straight.optimizer.iterations.numpy()) == 0
+    other = Trainer(tiny_unet_factory(seed=1), schedule, checkpoint_dir=None, **dict(CFG, batch_size=8))
+    with pytest.raises(ValueError, match="batch_size: saved 16, given 8"):
+        other.warm_start(str(path))
     saved = {}
 
     def callback(trainer, step, loss):
         if step == STEPS_A + N:
             saved["path"] = trainer.save()
     straight.fit(images, N + M, log_every=1, callback=callback)
+    assert [h["step"] for h in straight.history] == list(range(1, STEPS_A + N + M + 1))  # goes on
+    assert straight.history[:STEPS_A] == a.history[:STEPS_A]
+    with pytest.raises(ValueError, match=f"step 0; this one is at step {STEPS_A + N + M}"):
+        straight.warm_start(str(path))
     resumed = Trainer(tiny_unet_factory(seed=2), schedule, checkpoint_dir=None, **CFG)
     assert resumed.restore(saved["path"]) == STEPS_A + N
     resumed.fit(images, M, log_every=1)
