@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ddpm_lib import sampler
-from ddpm_lib.generate import generate_images, model_fingerprint
+from ddpm_lib.generate import generate_images, model_fingerprint, sampler_settings
 from ddpm_lib.schedule import linear_schedule
 
 KW = dict(method="ddim", steps=3, eta=1.0)
@@ -81,3 +81,31 @@ def test_labels_reach_the_sampler_and_key_the_cache(tiny_unet, schedule, tmp_pat
     other[1501] = 7                # labels[1501] is 1
     generate_images(tiny_unet, schedule, 3, batch_size=2000, cache_dir=tmp_path, labels=other, **KW)
     assert len(calls) == 2 and len(os.listdir(tmp_path)) == 2
+
+
+def test_a_default_given_or_left_out_is_the_same_request(tiny_unet, schedule, tmp_path, monkeypatch):
+    """The key holds every setting of sampler.sample with its defaults filled in: leaving out
+    eta=0.0 and variance="posterior", or writing eta=0 for 0.0, names the same cache entry."""
+    first, _ = generate_images(tiny_unet, schedule, 2, batch_size=2, cache_dir=tmp_path,
+                               method="ddim", steps=3)
+    monkeypatch.setattr(sampler, "sample", lambda *a, **k: pytest.fail("sampled again"))
+    for kw in (dict(eta=0.0), dict(eta=0), dict(eta=0, variance="posterior", clip_x0=False)):
+        again, _ = generate_images(tiny_unet, schedule, 2, batch_size=2, cache_dir=tmp_path,
+                                   method="ddim", steps=3, **kw)
+        np.testing.assert_array_equal(again, first)
+    assert len(os.listdir(tmp_path)) == 1
+    settings = sampler_settings(dict(method="ddim", steps=3, eta=0))
+    assert settings["eta"] == 0.0 and settings["variance"] == "posterior" and "seed" not in settings
+
+
+def test_settings_hold_tensors_by_value():
+    import tensorflow as tf
+    labels = np.arange(2000) % 10
+    assert sampler_settings(dict(labels=tf.constant(labels)))["labels"] == labels.tolist()
+
+
+def test_an_unknown_setting_is_refused_before_work(tiny_unet, schedule, monkeypatch):
+    monkeypatch.setattr(sampler, "sample", lambda *a, **k: pytest.fail("sampled"))
+    with pytest.raises(ValueError, match=r"sampler.sample has no setting 'etta'; expected some of "
+                                         r"method, steps, eta"):
+        generate_images(tiny_unet, schedule, 2, batch_size=2, method="ddim", etta=0.5)
