@@ -20,6 +20,11 @@ The companion library of the DDPM book. One module per concept:
     viz         grids, the noising strip, the reverse-process GIF, schedule plots
     checkpoint  atomic .npz files, exported weights
     validate    the input checks every module shares, with one wording
+    metrics     FID and KID in the features of a Fashion-MNIST classifier (shipped)
+    generate    many samples in seeded batches, with an on-disk cache
+    reference   the shipped reference models, load_reference(name)
+    notebook    the chapters' quick mode and hardware settings
+    cli         python -m ddpm_lib train | sample | export
 
 Index convention, used everywhere: code t = 0..T-1 is the paper's t = 1..T
 (details in ``ddpm_lib.schedule``). Importing the package changes no global state (environment,
