@@ -575,8 +575,12 @@ def cmd_train(args):
     else:
         print(f"already at step {trainer.step} >= --steps {args.steps}; nothing to do")
     if args.export:
+        if trainer.step > args.steps:       # the weights of step --steps are gone: never mislabel
+            raise UsageError(f"the run is at step {trainer.step}, past --steps {args.steps}, so its "
+                             f"weights of step {args.steps} no longer exist; --export {args.export!r} "
+                             "was not written (`python -m ddpm_lib export` writes the current ones).")
         trainer.export(args.export)
-        print(f"exported EMA weights to {args.export}")
+        print(f"exported EMA weights of step {trainer.step} to {args.export}")
     return 0
 
 

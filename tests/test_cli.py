@@ -148,11 +148,25 @@ def test_export_is_loadable(trained, tmp_path):
     assert ck.read_npz(out)["meta"]["extra"]["step"] == 5
     # `train --export` wrote the same weights at the end of the resumed run
     from_train = ck.read_npz(d.parent / "from_train.npz")
-    assert "exported EMA weights" in trained[2].stdout
+    assert "exported EMA weights of step 5" in trained[2].stdout
     exported = ck.read_npz(out)
     assert set(exported) == set(from_train)
     for key in (k for k in from_train if k != "meta"):
         np.testing.assert_array_equal(exported[key], from_train[key])
+
+
+def test_export_of_a_step_the_run_has_passed_is_refused(trained, tmp_path, capsys):
+    """`train --steps 3 --export X` on a run at step 5 trains nothing and must not write step 5's
+    weights under a name that promises step 3 (as a re-run training script once did)."""
+    d, _, _ = trained
+    out = tmp_path / "step3.npz"
+    assert main(["train", "--checkpoint-dir", str(d), "--steps", "3", *TINY, "--export", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert "already at step 5 >= --steps 3; nothing to do" in captured.out
+    assert captured.err == (f"error: the run is at step 5, past --steps 3, so its weights of step 3 no "
+                            f"longer exist; --export {str(out)!r} was not written (`python -m ddpm_lib "
+                            "export` writes the current ones).\n")
+    assert not out.exists() and [s for s, _ in ck.list_checkpoints(d)][-1] == 5
 
 
 def test_init_weights_warm_starts_a_new_run(trained, tmp_path, capsys, monkeypatch):
