@@ -6,7 +6,8 @@ batch ``b`` with ``seed = seed0 + b`` and every batch full size, so the first k 
 same whatever ``n``. Given ``cache_dir``, it writes each finished batch atomically to disk and
 reuses it the next time the same request is made. The cache key covers everything that determines the images: the
 model's class, config and weights, the schedule, every keyword of ``sampler.sample`` (defaults
-filled in, so leaving out ``eta=0.0`` is the same request), the batch size and the seeds. A cached batch therefore holds exactly what a fresh run of the same code on
+filled in, so leaving out ``eta=0.0`` is the same request), the batch size and the seeds. A
+cached batch therefore holds exactly what a fresh run of the same code on
 the same machine computes; the seconds it took are stored with it.
 """
 from __future__ import annotations

@@ -170,7 +170,8 @@ def test_export_of_a_step_the_run_has_passed_is_refused(trained, tmp_path, capsy
 
 
 def test_init_weights_warm_starts_a_new_run(trained, tmp_path, capsys, monkeypatch):
-    """`train --init-weights` starts a new checkpoint dir at an exported run's step (in process). A file of another run is refused in one line naming the flags, before the data are
+    """`train --init-weights` starts a new checkpoint dir at an exported run's step (in process).
+    A file of another run is refused in one line naming the flags, before the data are
     loaded and before anything is written, so the corrected command then runs in the same dir."""
     import ddpm_lib.data
     d, _, _ = trained
