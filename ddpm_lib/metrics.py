@@ -22,7 +22,7 @@ import keras
 from keras import layers
 
 __all__ = ["build_classifier", "train_classifier", "load_classifier", "features", "predict_classes",
-           "fid", "kid", "class_histogram", "class_diversity", "load_heldout_features", "heldout_halves", "CLASSIFIER_FILE",
+           "fid", "fid_std", "kid", "class_histogram", "class_diversity", "load_heldout_features", "heldout_halves", "CLASSIFIER_FILE",
            "HELDOUT_FILE"]
 
 CLASSIFIER_FILE = "fashion_mnist_classifier.npz"
@@ -142,6 +142,21 @@ def fid(feats1, feats2):
     r1 = _sqrtm_psd(s1)
     cross = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh(r1 @ s2 @ r1), 0, None)))
     return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * cross)
+
+
+def fid_std(feats1, feats2, resamples=50, seed=0):
+    """Error bar of ``fid(feats1, feats2)``: the standard deviation of the FID over ``resamples``
+    bootstrap resamples of ``feats1`` (N1 rows drawn with replacement, ``feats2`` fixed).
+
+    ``feats1`` are the generated images' features, ``feats2`` the real reference. The spread
+    estimates the noise of an FID from N1 generated images; it says nothing about FID's bias at
+    small N (for that, compare with the real-vs-real floor at the same N).
+    """
+    f1 = np.asarray(feats1, np.float64)
+    fid(f1, feats2)                                  # the same input checks, before any work
+    rng = np.random.default_rng(seed)
+    return float(np.std([fid(f1[rng.integers(0, len(f1), len(f1))], feats2)
+                         for _ in range(resamples)]))
 
 
 def kid(feats1, feats2, subsets=50, subset_size=500, seed=0):

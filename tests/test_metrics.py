@@ -88,3 +88,50 @@ def test_classifier_files_round_trip_and_the_first_format_still_loads(tmp_path):
     atomic_savez(tmp_path / "none.npz", {"meta": np.array(json.dumps({"format": "x"}))})
     with pytest.raises(ValueError, match="is not a ddpm_lib classifier file"):
         load_classifier_weights(metrics.build_classifier(), tmp_path / "none.npz")
+
+
+def test_fid_is_the_frechet_distance_of_the_fitted_gaussians():
+    """Cases with a closed form, exact to rounding: a shift by c adds |c|^2 (equal covariances);
+    scaling by a gives (a - 1)^2 (|mu|^2 + tr Sigma); in one dimension (mu1 - mu2)^2 + (s1 - s2)^2."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 6)) @ rng.standard_normal((6, 6)) + rng.standard_normal(6)
+    assert abs(metrics.fid(x, x)) < 1e-9
+    c = rng.standard_normal(6)
+    np.testing.assert_allclose(metrics.fid(x + c, x), np.sum(c ** 2), rtol=1e-9)
+    a, mu, cov = 1.7, x.mean(0), np.cov(x, rowvar=False)
+    np.testing.assert_allclose(metrics.fid(a * x, x), (a - 1) ** 2 * (mu @ mu + np.trace(cov)), rtol=1e-9)
+    u, v = rng.normal(1.0, 2.0, (300, 1)), rng.normal(-0.5, 0.5, (500, 1))
+    expected = (u.mean() - v.mean()) ** 2 + (u.std(ddof=1) - v.std(ddof=1)) ** 2
+    np.testing.assert_allclose(metrics.fid(u, v), expected, rtol=1e-9)
+    y = rng.standard_normal((250, 6)) * 0.5
+    np.testing.assert_allclose(metrics.fid(x, y), metrics.fid(y, x), rtol=1e-9)     # symmetric
+
+
+def test_kid_is_the_unbiased_mmd_with_the_cubic_kernel():
+    """With subsets as large as both sets, every subset is the whole set: the mean is eq. 9-kid
+    written pair by pair, the std 0."""
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((9, 3)), rng.standard_normal((9, 3)) + 0.5
+    k = lambda p, q: (p @ q / 3 + 1) ** 3
+    m = 9
+    mean, std = metrics.kid(x, y, subsets=3, subset_size=m)
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / m ** 2
+    np.testing.assert_allclose(mean, xx + yy - 2 * xy, rtol=1e-9)
+    assert std < 1e-12
+
+
+def test_fid_std_is_the_spread_of_fid_over_fresh_samples():
+    """The bootstrap error bar of one sample of N agrees (within a factor 1.5) with the spread of
+    the FID over 200 independent samples of N from the same distribution."""
+    rng = np.random.default_rng(2)
+    ref = rng.standard_normal((4000, 4))
+    draw = lambda: rng.standard_normal((300, 4)) * [1.0, 1.2, 0.8, 1.0] + [0.3, 0, 0, 0]
+    spread = np.std([metrics.fid(draw(), ref) for _ in range(200)])
+    boot = metrics.fid_std(draw(), ref, resamples=200)
+    assert spread / 1.5 < boot < spread * 1.5, (boot, spread)
+    assert metrics.fid_std(ref[:50], ref, seed=3) == metrics.fid_std(ref[:50], ref, seed=3)
+    import pytest
+    with pytest.raises(ValueError, match=r"same d; got \(50, 4\) and \(4000, 3\)"):
+        metrics.fid_std(ref[:50], ref[:, :3])
