@@ -144,7 +144,7 @@ def _sample_parser(sub):
                    help="model calls (default: all T, e.g. 1000, for every method, dpm_solver "
                         "included: it needs only 10-20); DDPM with fewer steps is respaced")
     p.add_argument("--eta", type=float, default=None,
-                   help="DDIM's stochasticity, >= 0 (default 0: deterministic); only with "
+                   help="DDIM's stochasticity, in [0, 1] (default 0: deterministic); only with "
                         "--method ddim (refused with the others, which do not use it)")
     p.add_argument("--variance", default=None, choices=["posterior", "beta"],
                    help="DDPM's sigma_t^2: posterior (beta tilde, default) or beta (Ho et al., "
@@ -285,7 +285,7 @@ def sampler_options(method, eta=None, variance=None):
     """
     from . import validate
     if eta is not None:
-        _check(validate.finite_number, eta, "--eta", minimum=0)
+        _check(validate.eta, eta, "--eta")
         if method != "ddim":
             raise UsageError(f"--eta is DDIM's stochasticity and is used only with --method ddim; "
                              f"--method {method} does not use it (leave --eta out).")

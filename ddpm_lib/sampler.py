@@ -101,7 +101,7 @@ def ddim_step(schedule, x_t, t, t_prev, eps, eta=0.0, z=None, clip_x0=False):
     x_prev = sqrt(a_prev) x0_pred + sqrt(1 - a_prev - sigma^2) eps + sigma z,
     x0_pred = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t),   sigma = ``reverse.ddim_sigma(a_t, a_prev, eta)``,
     where a = alpha_bar. Any ``t_prev < 0`` means a_prev = 1 (the final step, to x_0).
-    ``eta = 0`` is deterministic DDIM; ``eta = 1`` has the variance of DDPM's posterior.
+    ``eta`` in [0, 1]: ``eta = 0`` is deterministic DDIM; ``eta = 1`` has the variance of DDPM's posterior.
 
     ``clip_x0=True`` clips x0_pred to [-1, 1] and recomputes eps from the clipped x0
     (``schedule.predict_eps``), so both terms of the update agree with each other.
@@ -110,7 +110,7 @@ def ddim_step(schedule, x_t, t, t_prev, eps, eta=0.0, z=None, clip_x0=False):
     t = validate.time_index(t, schedule.timesteps, scalar=True)
     t_prev = validate.earlier_time(t_prev, t, schedule.timesteps)
     if not tf.is_tensor(eta):
-        eta = validate.finite_number(eta, "eta", minimum=0)
+        eta = validate.eta(eta)
     x_t = validate.float_tensor(x_t, "x_t")
     eps = validate.float_tensor(eps, "eps")
     if z is not None:
@@ -416,7 +416,8 @@ def sample(model, schedule, shape, method="ddpm", steps=None, eta=0.0, seed=None
         steps: number of model calls, an integer in [1, T]; ``None`` means all T. The visited
             times are those of ``sampling_timesteps`` (DDPM, DDIM) or of ``dpm_solver_timesteps``
             (uniform in lambda = log(alpha / sigma)).
-        eta: DDIM's stochasticity, a finite number >= 0 (0 = deterministic); ignored by DDPM and
+        eta: DDIM's stochasticity, a number in [0, 1] (0 = deterministic, 1 = DDPM's posterior
+            variance); ignored by DDPM and
             DPM-Solver++.
         seed: integer for reproducible samples; ``None`` draws a fresh one.
         return_trajectory: also return every intermediate x_t, shape (steps + 1, *shape),
@@ -452,7 +453,7 @@ def sample(model, schedule, shape, method="ddpm", steps=None, eta=0.0, seed=None
     shape = validate.image_shape(shape, getattr(model, "image_channels", None))
     validate.one_of(method, ("ddpm", "ddim", "dpm_solver"), "method")
     p_variance(schedule, variance)       # validates the name
-    eta = validate.finite_number(eta, "eta", minimum=0)
+    eta = validate.eta(eta)
     _timesteps_and_steps(schedule.timesteps, steps)    # validates steps
     trained_T = getattr(model, "trained_timesteps", None)     # set by checkpoint.load_weights
     if trained_T is not None and trained_T != schedule.timesteps:

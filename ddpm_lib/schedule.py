@@ -204,9 +204,10 @@ def extract(a, t, ndim=4, dtype=tf.float32, at_x0=None):
 
     ``at_x0``: the value of the quantity at x_0 itself, read for any ``t < 0`` (the target of a
     sampler's last step: alpha_bar = 1, sigma = 0, lambda = +inf there). Without it, ``t`` must
-    be a valid index.
+    be a valid index. Concrete times are checked (a clear ``ValueError``, not a gather error on CPU
+    or a silent zero on GPU); inside ``tf.function`` the caller has checked them.
     """
-    t = tf.cast(t, tf.int32)
+    t = validate.time_index(t, len(a), allow_negative=at_x0 is not None)
     if at_x0 is None:
         coef = tf.cast(tf.gather(tf.constant(a, tf.float64), t), dtype)
     else:

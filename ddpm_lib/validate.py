@@ -46,6 +46,19 @@ def finite_number(value, name, minimum=None):
     return value
 
 
+def eta(value, name="eta"):
+    """DDIM's eta as a finite Python float in [0, 1] (0: deterministic, 1: DDPM's posterior variance).
+
+    Above 1, sigma_t of Song et al.'s eq. (16) can exceed sqrt(1 - alpha_bar_prev): the update
+    would need the square root of a negative number and no longer has the marginals q(x_t | x_0).
+    """
+    value = finite_number(value, name, minimum=0)
+    if value > 1:
+        raise ValueError(f"{name} must be a finite number in [0, 1]; got {value!r} (above 1, sigma_t "
+                         "of DDIM's eq. 16 can exceed sqrt(1 - alpha_bar_prev)).")
+    return value
+
+
 def positive_number(value, name):
     """``value`` as a finite Python float > 0 (a learning rate, a clipping norm); bools are rejected."""
     value = finite_number(value, name)

@@ -474,6 +474,8 @@ SAMPLE = ["sample", "--reference", "--n", "2", "--out", "{tmp}/x.png"]
 BAD_SAMPLE = [
     (["--eta", "nan"], "--eta must be a finite number; got nan."),
     (["--eta", "-1", "--method", "ddim"], "--eta must be a finite number >= 0; got -1.0."),
+    (["--eta", "2", "--method", "ddim"], "--eta must be a finite number in [0, 1]; got 2.0 (above 1, "
+                                         "sigma_t of DDIM's eq. 16 can exceed sqrt(1 - alpha_bar_prev))."),
     (["--eta", "0.5"], "--eta is DDIM's stochasticity and is used only with --method ddim; "
                        "--method ddpm does not use it (leave --eta out)."),
     (["--method", "dpm_solver", "--eta", "0", "--steps", "10"],

@@ -77,3 +77,6 @@ def test_ddim_sigma_eq16():
                                np.sqrt(s.posterior_variance[t]), rtol=1e-12)
     # the last step to x_0 (alpha_bar_prev = 1) adds no noise
     assert ddim_sigma(a[5], 1.0, 1.0).numpy() == 0.0
+    for bad, match in ((-0.5, "eta must be a finite number >= 0"), (1.2, r"in \[0, 1\]; got 1.2")):
+        with pytest.raises(ValueError, match=match):
+            ddim_sigma(a[5], a[4], bad)

@@ -228,6 +228,8 @@ def test_ddim_step_bad_inputs(sched, xs):
         ddim_step(sched, x, 5, 9, eps)
     with pytest.raises(ValueError, match="eta must be a finite number >= 0"):
         ddim_step(sched, x, 5, 4, eps, eta=-0.1, z=z)
+    with pytest.raises(ValueError, match=r"eta must be a finite number in \[0, 1\]; got 1.5"):
+        ddim_step(sched, x, 5, 4, eps, eta=1.5, z=z)
     with pytest.raises(ValueError, match="z must be given"):
         ddim_step(sched, x, 5, 4, eps, eta=0.5)
     with pytest.raises(ValueError, match="code indices"):
@@ -439,6 +441,7 @@ def test_respaced_ddpm_with_every_step_is_plain_ddpm(model, sched):
     (dict(method="DDPM"), "method must be"),
     (dict(variance="learned"), "variance must be"),
     (dict(method="ddim", eta=-0.5), "eta must be"),
+    (dict(method="ddim", eta=1.01), r"eta must be a finite number in \[0, 1\]; got 1.01 \(above 1"),
     (dict(method="ddim", eta="0"), "eta must be"),
     (dict(method="ddim", eta=float("nan")), "eta must be a finite number"),
     (dict(method="ddim", eta=float("inf")), "eta must be a finite number"),

@@ -421,3 +421,16 @@ def test_respace_alpha_bars_are_the_visited_ones(ts):
 def test_respace_bad_times(ts):
     with pytest.raises(ValueError, match="ts must be"):
         respace(linear_schedule(50), np.array(ts))
+
+
+def test_extract_refuses_a_time_outside_the_schedule():
+    """A concrete t outside [0, T) is one clear error (tf.gather would fail deep on CPU and read
+    0 on GPU); t < 0 is allowed only with at_x0, the value at x_0."""
+    s = linear_schedule(10)
+    with pytest.raises(ValueError, match=r"code indices in \[0, 10\) \(code t = paper t - 1\); got \[10\]"):
+        extract(s.alpha_bars, [3, 10])
+    with pytest.raises(ValueError, match=r"code indices in \[0, 10\).*got \[-1\]"):
+        extract(s.alpha_bars, -1)
+    assert float(extract(s.alpha_bars, -1, at_x0=1.0)) == 1.0
+    with pytest.raises(ValueError, match=r"code indices < 10"):
+        extract(s.alpha_bars, 10, at_x0=1.0)
