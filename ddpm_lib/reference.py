@@ -6,7 +6,7 @@ float16 and loaded as float32. How each was trained (configuration, steps, hardw
 loss curve, the command that reproduces it) is on the book's model-card page.
 
     "ho-unet"     the default: Ho et al.'s UNet (``ddpm_lib.HoUNet``, base 32, 1.6M parameters),
-                  the newest milestone of its training run (the step is on the model card). Every
+                  the EMA weights of one step of its training run (which step: the model card). Every
                   sampler of the book works with it, deterministic DDIM (eta = 0) included.
     "seed-unet"   the seed post's UNet (``ddpm_lib.UNet``, base 32), 7,000 steps. Its first block
                   is blind to the scale of x_t, and deterministic DDIM (eta = 0) fails with it
