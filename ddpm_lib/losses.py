@@ -24,15 +24,21 @@ def normal_kl(mean1, var1, mean2, var2):
     """KL( N(mean1, var1) || N(mean2, var2) ), elementwise, for diagonal Gaussians.
 
     KL = 1/2 [ log(var2 / var1) + (var1 + (mean1 - mean2)^2) / var2 - 1 ].
-    Works on numpy arrays (float64 stays float64) and on tensors.
+    Works on numpy arrays and numbers (in float64) and on tensors (in float64 if any input is a
+    float64 tensor, else float32). Concrete variances must be > 0.
     """
-    if all(isinstance(a, (int, float, np.ndarray, np.generic)) for a in (mean1, var1, mean2, var2)):
-        m1, v1, m2, v2 = (np.asarray(a, np.float64) for a in (mean1, var1, mean2, var2))
-        if np.any(v1 <= 0) or np.any(v2 <= 0):
-            raise ValueError("variances must be > 0 in normal_kl.")
-        return 0.5 * (np.log(v2 / v1) + (v1 + (m1 - m2) ** 2) / v2 - 1.0)
-    m1, v1, m2, v2 = (tf.convert_to_tensor(a, tf.float32) for a in (mean1, var1, mean2, var2))
-    return 0.5 * (tf.math.log(v2 / v1) + (v1 + tf.square(m1 - m2)) / v2 - 1.0)
+    args = (mean1, var1, mean2, var2)
+    if all(isinstance(a, (int, float, np.ndarray, np.generic)) for a in args):
+        m1, v1, m2, v2 = (np.asarray(a, np.float64) for a in args)
+        log = np.log
+    else:
+        dtype = tf.float64 if any(tf.is_tensor(a) and a.dtype == tf.float64 for a in args) else tf.float32
+        m1, v1, m2, v2 = (tf.cast(a, dtype) if tf.is_tensor(a) else tf.constant(a, dtype) for a in args)
+        log = tf.math.log
+    if not any(tf.is_symbolic_tensor(v) for v in (v1, v2)) and (np.any(np.asarray(v1) <= 0)
+                                                                or np.any(np.asarray(v2) <= 0)):
+        raise ValueError("variances must be > 0 in normal_kl.")
+    return 0.5 * (log(v2 / v1) + (v1 + (m1 - m2) ** 2) / v2 - 1.0)
 
 
 def loss_weights(schedule, variance="posterior"):
@@ -72,10 +78,11 @@ def prior_kl(schedule, x0):
 
     Computed in float64: with alpha_bar_T ~ 4e-5 the terms of the KL nearly cancel.
     """
-    x0 = tf.cast(tf.convert_to_tensor(x0), tf.float64)
+    x0 = tf.convert_to_tensor(x0)
+    validate.float_tensor(x0, "x0")                  # integer images (e.g. uint8) are refused
+    x0 = tf.cast(x0, tf.float64)
     a = float(schedule.alpha_bars[-1])
-    mean, var = np.sqrt(a) * x0, 1.0 - a
-    kl = 0.5 * (-np.log(var) + var + tf.square(mean) - 1.0)
+    kl = normal_kl(np.sqrt(a) * x0, 1.0 - a, 0.0, 1.0)
     return tf.cast(tf.reduce_sum(kl, axis=list(range(1, kl.shape.rank))), tf.float32)
 
 

@@ -21,6 +21,8 @@ import numpy as np
 import keras
 from keras import layers
 
+from .validate import positive_int
+
 __all__ = ["build_classifier", "train_classifier", "load_classifier", "features", "predict_classes",
            "fid", "fid_std", "kid", "class_histogram", "class_diversity", "load_heldout_features", "heldout_halves", "CLASSIFIER_FILE",
            "HELDOUT_FILE"]
@@ -154,6 +156,7 @@ def fid_std(feats1, feats2, resamples=50, seed=0):
     """
     f1 = np.asarray(feats1, np.float64)
     fid(f1, feats2)                                  # the same input checks, before any work
+    resamples = positive_int(resamples, "resamples")
     rng = np.random.default_rng(seed)
     return float(np.std([fid(f1[rng.integers(0, len(f1), len(f1))], feats2)
                          for _ in range(resamples)]))
@@ -169,7 +172,8 @@ def kid(feats1, feats2, subsets=50, subset_size=500, seed=0):
     f1, f2 = np.asarray(feats1, np.float64), np.asarray(feats2, np.float64)
     if f1.ndim != 2 or f2.ndim != 2 or f1.shape[1] != f2.shape[1]:
         raise ValueError(f"features must be (N, d) with the same d; got {f1.shape} and {f2.shape}.")
-    m = min(subset_size, len(f1), len(f2))
+    subsets = positive_int(subsets, "subsets")
+    m = min(positive_int(subset_size, "subset_size"), len(f1), len(f2))
     if m < 2:
         raise ValueError("KID needs at least 2 samples in each set.")
     d = f1.shape[1]

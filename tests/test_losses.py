@@ -186,6 +186,17 @@ def test_prior_kl_matches_numpy_for_a_short_chain():
     ref = ref_kl(np.sqrt(a) * x0.astype(np.float64), 1 - a, 0.0, 1.0).sum(axis=(1, 2, 3))
     np.testing.assert_allclose(prior_kl(s, x0).numpy(), ref, rtol=1e-5)
     assert np.all(ref > 1.0)
+    with pytest.raises(ValueError, match="x0 must be a float tensor or array; got dtype uint8"):
+        prior_kl(s, np.zeros((1, 4, 4, 1), np.uint8))
+
+
+def test_normal_kl_tensors_keep_float64_and_refuse_a_zero_variance():
+    m = tf.constant([0.5, -1.0], tf.float64)
+    got = normal_kl(m, 0.3, 0.0, 1.0)
+    assert got.dtype == tf.float64
+    np.testing.assert_allclose(got.numpy(), ref_kl(np.array([0.5, -1.0]), 0.3, 0.0, 1.0), rtol=1e-14)
+    with pytest.raises(ValueError, match="variances must be > 0"):
+        normal_kl(tf.zeros(2), tf.constant([1.0, 0.0]), 0.0, 1.0)
 
 
 # ------------------------------------------------------------------------ simple_loss

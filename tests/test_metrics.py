@@ -120,6 +120,10 @@ def test_kid_is_the_unbiased_mmd_with_the_cubic_kernel():
     xy = sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / m ** 2
     np.testing.assert_allclose(mean, xx + yy - 2 * xy, rtol=1e-9)
     assert std < 1e-12
+    import pytest
+    for kwargs, match in ((dict(subsets=0), "subsets must be"), (dict(subset_size=2.5), "subset_size must be")):
+        with pytest.raises(ValueError, match=match):
+            metrics.kid(x, y, **kwargs)
 
 
 def test_fid_std_is_the_spread_of_fid_over_fresh_samples():
@@ -135,3 +139,5 @@ def test_fid_std_is_the_spread_of_fid_over_fresh_samples():
     import pytest
     with pytest.raises(ValueError, match=r"same d; got \(50, 4\) and \(4000, 3\)"):
         metrics.fid_std(ref[:50], ref[:, :3])
+    with pytest.raises(ValueError, match="resamples must be"):
+        metrics.fid_std(ref[:50], ref, resamples=0)
