@@ -28,7 +28,7 @@ def build_parser():
     p.add_argument("--method", default="ddim", choices=["ddpm", "ddim", "dpm_solver"])
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--eta", type=float, default=None,
-                   help="DDIM's stochasticity, >= 0 (default 0); only with --method ddim")
+                   help="DDIM's stochasticity, in [0, 1] (default 0); only with --method ddim")
     p.add_argument("--variance", default=None, choices=["posterior", "beta"],
                    help="DDPM's sigma_t^2 (default posterior); only with --method ddpm")
     p.add_argument("--clip-x0", action="store_true", help="clip the predicted x_0 in every step")
@@ -94,6 +94,7 @@ def main(argv=None):
     hist = metrics.class_histogram(np.argmax(logits, 1))
     print(json.dumps({"source": os.path.basename(args.weights) if args.weights else args.reference,
                       **kwargs, "n": args.n, "fid": round(metrics.fid(f_gen, feats_b), 3),
+                      "fid_std": round(metrics.fid_std(f_gen, feats_b), 3),
                       "fid_floor": round(metrics.fid(feats_a[:args.n], feats_b), 3),
                       "kid": round(kid, 5), "kid_std": round(kid_std, 5),
                       "min_class_fraction": round(float(hist.min()), 4),
