@@ -106,8 +106,6 @@ def generate_images(model, schedule, n, batch_size=250, seed0=1000, image_size=3
     if cache_dir is not None:
         key = cache_key(model, schedule, sample_kwargs, batch_size, seed0, image_size)
         folder = os.path.join(os.fspath(cache_dir), hashlib.sha256(key.encode()).hexdigest()[:20])
-        os.makedirs(folder, exist_ok=True)
-        atomic_savez(os.path.join(folder, "request.npz"), {"meta": np.array(key)})
     images, seconds = [], []
     for b, start in enumerate(range(0, n, batch_size)):
         size = min(batch_size, n - start)
@@ -123,7 +121,9 @@ def generate_images(model, schedule, n, batch_size=250, seed0=1000, image_size=3
         x = sampler.sample(model, schedule, (batch_size, image_size, image_size, channels),
                    seed=seed0 + b, **sample_kwargs).numpy()
         dt = time.perf_counter() - t0
-        if path is not None:
+        if path is not None:         # written once a batch exists: a bad setting leaves no folder
+            os.makedirs(folder, exist_ok=True)
+            atomic_savez(os.path.join(folder, "request.npz"), {"meta": np.array(key)})
             atomic_savez(path, {"images": x, "meta": np.array(json.dumps({"seconds": dt}))})
         images.append(x[:size])
         seconds.append((dt * size / x.shape[0], size))

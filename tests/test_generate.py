@@ -109,3 +109,12 @@ def test_an_unknown_setting_is_refused_before_work(tiny_unet, schedule, monkeypa
     with pytest.raises(ValueError, match=r"sampler.sample has no setting 'etta'; expected some of "
                                          r"method, steps, eta"):
         generate_images(tiny_unet, schedule, 2, batch_size=2, method="ddim", etta=0.5)
+
+
+def test_a_bad_setting_leaves_nothing_in_the_cache(tiny_unet, schedule, tmp_path):
+    """A value the sampler refuses (more steps than T, eta above 1) stops before any batch and
+    leaves no folder behind."""
+    for bad, match in ((dict(steps=21), "steps must be"), (dict(steps=3, eta=1.5), r"in \[0, 1\]")):
+        with pytest.raises(ValueError, match=match):
+            generate_images(tiny_unet, schedule, 2, batch_size=2, cache_dir=tmp_path, method="ddim", **bad)
+    assert os.listdir(tmp_path) == []
