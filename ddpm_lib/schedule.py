@@ -200,7 +200,7 @@ def extract(a, t, ndim=4, dtype=tf.float32, at_x0=None):
 
     ``a`` is one of a schedule's float64 arrays (e.g. ``schedule.alpha_bars``); ``t`` a scalar
     code time or a ``(batch,)`` vector, giving a scalar or a ``(batch, 1, ..., 1)`` tensor.
-    Ho et al.'s ``_extract``; the one way the library reads a coefficient at time t.
+    Ho et al.'s ``_extract``; how the samplers and losses read a coefficient at code time t.
 
     ``at_x0``: the value of the quantity at x_0 itself, read for any ``t < 0`` (the target of a
     sampler's last step: alpha_bar = 1, sigma = 0, lambda = +inf there). Without it, ``t`` must
