@@ -84,6 +84,16 @@ def cache_key(model, schedule, sample_kwargs, batch_size, seed0, image_size):
                        "seed0": int(seed0), "image_size": int(image_size)}, sort_keys=True)
 
 
+def _check_writable(folder, cache_dir):
+    """A ValueError now, before any sampling, if ``folder`` could not be created or written."""
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing) or "."
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"cache_dir {os.fspath(cache_dir)!r} cannot be used: {existing!r} is "
+                         f"{'not a directory' if not os.path.isdir(existing) else 'not writable'}.")
+
+
 def generate_images(model, schedule, n, batch_size=250, seed0=1000, image_size=32, cache_dir=None,
                     verbose=False, **sample_kwargs):
     """``n`` samples of ``sampler.sample(model, schedule, ...)`` in seeded batches.
@@ -106,6 +116,7 @@ def generate_images(model, schedule, n, batch_size=250, seed0=1000, image_size=3
     if cache_dir is not None:
         key = cache_key(model, schedule, sample_kwargs, batch_size, seed0, image_size)
         folder = os.path.join(os.fspath(cache_dir), hashlib.sha256(key.encode()).hexdigest()[:20])
+        _check_writable(folder, cache_dir)
     images, seconds = [], []
     for b, start in enumerate(range(0, n, batch_size)):
         size = min(batch_size, n - start)
@@ -123,7 +134,8 @@ def generate_images(model, schedule, n, batch_size=250, seed0=1000, image_size=3
         dt = time.perf_counter() - t0
         if path is not None:         # written once a batch exists: a bad setting leaves no folder
             os.makedirs(folder, exist_ok=True)
-            atomic_savez(os.path.join(folder, "request.npz"), {"meta": np.array(key)})
+            if not os.path.exists(os.path.join(folder, "request.npz")):
+                atomic_savez(os.path.join(folder, "request.npz"), {"meta": np.array(key)})
             atomic_savez(path, {"images": x, "meta": np.array(json.dumps({"seconds": dt}))})
         images.append(x[:size])
         seconds.append((dt * size / x.shape[0], size))

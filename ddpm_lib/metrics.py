@@ -154,9 +154,9 @@ def fid_std(feats1, feats2, resamples=50, seed=0):
     estimates the noise of an FID from N1 generated images; it says nothing about FID's bias at
     small N (for that, compare with the real-vs-real floor at the same N).
     """
-    f1 = np.asarray(feats1, np.float64)
-    fid(f1, feats2)                                  # the same input checks, before any work
     resamples = positive_int(resamples, "resamples")
+    f1 = np.asarray(feats1, np.float64)
+    fid(f1, feats2)                                  # FID's input checks (and the same error)
     rng = np.random.default_rng(seed)
     return float(np.std([fid(f1[rng.integers(0, len(f1), len(f1))], feats2)
                          for _ in range(resamples)]))

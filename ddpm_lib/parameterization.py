@@ -16,7 +16,7 @@ Every function takes ``(schedule, x_t, t, value)`` like the :class:`~ddpm_lib.sc
 methods: float32 tensors of any rank with a leading batch axis (points ``(batch, d)`` or images
 ``(batch, H, W, C)``), ``t`` a code index (scalar or ``(batch,)``; code t = paper t - 1), and the
 float64 coefficients of the schedule read with ``extract``. Each conversion is one line of
-float32 arithmetic: ``a * x_t + b * value``, ``b * value`` (``eps_to_score``: ``b = -1 / sqrt(1 - alpha_bar)``),
+float32 arithmetic: ``a * x_t + b * value``, ``-value / b`` (``eps_to_score``, ``b = sqrt(1 - alpha_bar)``),
 or (``x0_to_eps``) ``(a * x_t - value) / b``.
 """
 from __future__ import annotations

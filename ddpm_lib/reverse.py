@@ -43,8 +43,8 @@ def ddim_sigma(alpha_bar, alpha_bar_prev, eta):
     ``eta`` in [0, 1]: ``eta = 1`` gives sqrt(beta_tilde) of DDPM's posterior (for a step
     t -> t - 1); ``eta = 0`` is deterministic DDIM.
     """
-    if not tf.is_tensor(eta):
-        eta = validate.eta(eta)
+    if not tf.is_symbolic_tensor(eta):           # a number, or a tensor with a value
+        eta = validate.eta(eta.numpy().item() if tf.is_tensor(eta) else eta)
     a_t, a_prev, eta = (tf.cast(v, tf.float64) if tf.is_tensor(v) else tf.constant(v, tf.float64)
                         for v in (alpha_bar, alpha_bar_prev, eta))    # a Python eta stays float64
     return eta * tf.sqrt((1.0 - a_prev) / (1.0 - a_t)) * tf.sqrt(1.0 - a_t / a_prev)

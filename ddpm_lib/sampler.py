@@ -109,8 +109,8 @@ def ddim_step(schedule, x_t, t, t_prev, eps, eta=0.0, z=None, clip_x0=False):
     """
     t = validate.time_index(t, schedule.timesteps, scalar=True)
     t_prev = validate.earlier_time(t_prev, t, schedule.timesteps)
-    if not tf.is_tensor(eta):
-        eta = validate.eta(eta)
+    if not tf.is_symbolic_tensor(eta):           # a number, or a tensor with a value
+        eta = validate.eta(eta.numpy().item() if tf.is_tensor(eta) else eta)
     x_t = validate.float_tensor(x_t, "x_t")
     eps = validate.float_tensor(eps, "eps")
     if z is not None:

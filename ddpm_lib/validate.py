@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 __all__ = ["positive_int", "non_negative_int", "finite_number", "positive_number", "fraction",
-           "time_index", "class_labels",
+           "eta", "one_of", "time_index", "earlier_time", "class_labels",
            "float_tensor", "same_shape", "image_shape"]
 
 

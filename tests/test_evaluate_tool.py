@@ -43,6 +43,7 @@ BAD = [
      "--method dpm_solver does not use it (leave --variance out)."),
     (["--eta", "nan"], "--eta must be a finite number; got nan."),
     (["--eta", "-1"], "--eta must be a finite number >= 0; got -1.0."),
+    (["--eta", "1.5"], "--eta must be a finite number in [0, 1]; got 1.5"),
     (["--n", "0"], "--n must be a positive integer; got 0."),
     (["--batch-size", "-4"], "--batch-size must be a positive integer; got -4."),
     (["--steps", "0"], "--steps must be a positive integer; got 0."),

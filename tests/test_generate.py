@@ -118,3 +118,11 @@ def test_a_bad_setting_leaves_nothing_in_the_cache(tiny_unet, schedule, tmp_path
         with pytest.raises(ValueError, match=match):
             generate_images(tiny_unet, schedule, 2, batch_size=2, cache_dir=tmp_path, method="ddim", **bad)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_cache_dir_that_cannot_be_written_is_refused_before_sampling(tiny_unet, schedule, tmp_path,
+                                                                       monkeypatch):
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setattr(sampler, "sample", lambda *a, **k: pytest.fail("sampled"))
+    with pytest.raises(ValueError, match=r"cache_dir .*afile.* cannot be used: .*afile' is not a directory"):
+        generate_images(tiny_unet, schedule, 2, batch_size=2, cache_dir=tmp_path / "afile" / "cache", **KW)

@@ -228,8 +228,9 @@ def test_ddim_step_bad_inputs(sched, xs):
         ddim_step(sched, x, 5, 9, eps)
     with pytest.raises(ValueError, match="eta must be a finite number >= 0"):
         ddim_step(sched, x, 5, 4, eps, eta=-0.1, z=z)
-    with pytest.raises(ValueError, match=r"eta must be a finite number in \[0, 1\]; got 1.5"):
-        ddim_step(sched, x, 5, 4, eps, eta=1.5, z=z)
+    for big in (1.5, tf.constant(1.5)):          # a tensor with a value is checked too
+        with pytest.raises(ValueError, match=r"eta must be a finite number in \[0, 1\]; got 1.5"):
+            ddim_step(sched, x, 5, 4, eps, eta=big, z=z)
     with pytest.raises(ValueError, match="z must be given"):
         ddim_step(sched, x, 5, 4, eps, eta=0.5)
     with pytest.raises(ValueError, match="code indices"):
