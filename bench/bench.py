@@ -1,13 +1,14 @@
 """Benchmarks: training throughput, achieved FLOP/s, sampler speed, and mixed precision.
 
-    python bench/bench.py                 # everything, a few minutes on 2 CPU cores
+    python bench/bench.py                 # everything, about 10 minutes on 2 CPU cores
     python bench/bench.py --only sampler  # one section: train, bf16, sampler, xla, ddim
     python bench/bench.py --out bench/results/my-machine.json
 
 Every comparison is a ratio of two numbers measured in the same run, on the same machine, one
 after the other (these machines are noisy: compare ratios, not absolute numbers across runs).
 The seed's way of sampling is reproduced by ``eager_numpy_sample``: an eager model call per step
-and the step itself in numpy, with a numpy round trip each step.
+and the step itself in numpy, with a numpy round trip each step. The train section times three
+networks; the other sections time the reference model's network (``reference_network``).
 """
 from __future__ import annotations
 
@@ -30,14 +31,21 @@ from ddpm_lib import HoUNet, UNet, Trainer, linear_schedule, sample, data  # noq
 
 CONFIGS = {
     "seed UNet (base 64, seed attention)": dict(base_channels=64, attention="seed"),
-    "reference UNet (base 32, origin attention)": dict(base_channels=32, attention="origin"),
+    "seed-UNet model (base 32, origin attention)": dict(base_channels=32, attention="origin"),
 }
 # The book's reference model: the HoUNet that `python -m ddpm_lib train` builds by default (--arch ho).
 HO_REFERENCE = dict(image_channels=1, image_size=32, base_channels=32, channel_mult=(1, 2, 2),
                     num_res_blocks=2, attn_resolutions=(16,), dropout=0.0, groups=8)
 # The "train" section's rows: name -> (network class, its keyword arguments, FLOP counter).
 TRAIN_CONFIGS = {**{name: (UNet, kw, unet_flops) for name, kw in CONFIGS.items()},
-                 "reference HoUNet (base 32, attention at 16x16)": (HoUNet, HO_REFERENCE, ho_unet_flops)}
+                 "reference model (HoUNet, base 32, attention at 16x16)": (HoUNet, HO_REFERENCE,
+                                                                            ho_unet_flops)}
+
+
+def reference_network(dtype=None):
+    """The reference model's network (``load_reference()``'s architecture), untrained: speed does
+    not depend on the weights. The bf16, sampler, xla and ddim sections time this network."""
+    return HoUNet(dtype=dtype, **HO_REFERENCE).build_for(32)
 
 
 def machine():
@@ -67,7 +75,7 @@ def cpu_peak_gflops():
     return os.cpu_count() * mhz[0] / 1e3 * per_cycle
 
 
-def time_train(model_kw, batch, steps, dtype=None, builder=UNet):
+def time_train(model_kw, batch, steps, dtype=None, builder=HoUNet):
     """(images/s, last loss, model) of ``steps`` training steps of ``builder(dtype=dtype, **model_kw)``."""
     images, _ = data.load_sample()
     model = builder(dtype=dtype, **model_kw)
@@ -119,6 +127,8 @@ def main(argv=None):
     p.add_argument("--only", choices=["train", "bf16", "sampler", "xla", "ddim"])
     p.add_argument("--batch", type=int, default=32, help="training batch size")
     p.add_argument("--train-steps", type=int, default=6)
+    p.add_argument("--repeats", type=int, default=3,
+                   help="float32/bfloat16 pairs in the bf16 section (alternating)")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
     res = {"machine": machine(), "cpu_fp32_peak_gflops": cpu_peak_gflops(), "results": {}}
@@ -139,25 +149,32 @@ def main(argv=None):
             print(json.dumps(row), flush=True)
 
     if args.only in (None, "bf16"):
-        kw = CONFIGS["reference UNet (base 32, origin attention)"]
-        f32, loss32, _ = time_train(kw, args.batch, args.train_steps)
-        bf16, loss16, _ = time_train(kw, args.batch, args.train_steps, dtype="mixed_bfloat16")
-        out["bf16"] = {"model": "reference UNet", "float32_images_per_s": f32,
-                       "mixed_bfloat16_images_per_s": bf16, "speedup": bf16 / f32,
-                       "loss_float32": loss32, "loss_bfloat16": loss16}
-        # sampling, same weights: float32 against bfloat16 compute
-        m32 = UNet(**kw).build_for(32)
-        m16 = UNet(dtype="mixed_bfloat16", **kw).build_for(32)
+        # float32 and bfloat16 alternate, `--repeats` pairs: each pair's ratio is measured one
+        # after the other, and the spread of the ratios shows how noisy the machine was
+        pairs = []
+        for _ in range(args.repeats):
+            f32, _, _ = time_train(HO_REFERENCE, args.batch, args.train_steps)
+            bf16, _, _ = time_train(HO_REFERENCE, args.batch, args.train_steps, dtype="mixed_bfloat16")
+            pairs.append((f32, bf16))
+        out["bf16"] = {"model": "reference model (HoUNet)", "train_batch": args.batch,
+                       "train_float32_images_per_s": [a for a, _ in pairs],
+                       "train_bfloat16_images_per_s": [b for _, b in pairs],
+                       "train_speedups": [b / a for a, b in pairs]}
+        # sampling, same weights: float32 against bfloat16 compute, also alternating
+        m32 = reference_network()
+        m16 = reference_network(dtype="mixed_bfloat16")
         m16.set_weights(m32.get_weights())
         small, shape = linear_schedule(20), (64, 32, 32, 1)
-        s32 = time_sample_call(m32, small, shape)
-        s16 = time_sample_call(m16, small, shape)
-        out["bf16"].update({"sample_batch": 64, "sample_float32_ms_per_step": s32 * 1e3,
-                            "sample_bfloat16_ms_per_step": s16 * 1e3, "sample_speedup": s32 / s16})
+        pairs = [(time_sample_call(m32, small, shape), time_sample_call(m16, small, shape))
+                 for _ in range(args.repeats)]
+        out["bf16"].update({"sample_batch": 64,
+                            "sample_float32_ms_per_step": [a * 1e3 for a, _ in pairs],
+                            "sample_bfloat16_ms_per_step": [b * 1e3 for _, b in pairs],
+                            "sample_speedups": [a / b for a, b in pairs]})
         print(json.dumps(out["bf16"]), flush=True)
 
     if args.only in (None, "sampler"):
-        model = UNet(base_channels=32, attention="origin").build_for(32)
+        model = reference_network()
         out["sampler"] = []
         for batch, steps in ((1, 50), (64, 10)):
             comp, eager = time_sampler(model, batch, steps)
@@ -167,7 +184,7 @@ def main(argv=None):
             print(json.dumps(row), flush=True)
 
     if args.only in (None, "xla"):
-        model = UNet(base_channels=32, attention="origin").build_for(32)
+        model = reference_network()
         small = linear_schedule(20)
         out["xla"] = []
         for batch in (1, 64):
@@ -180,7 +197,7 @@ def main(argv=None):
             print(json.dumps(row), flush=True)
 
     if args.only in (None, "ddim"):
-        model = UNet(base_channels=32, attention="origin").build_for(32)
+        model = reference_network()
         schedule = linear_schedule(1000)
         shape = (64, 32, 32, 1)
         sample(model, schedule, shape, method="ddim", steps=50, seed=0).numpy()      # trace
