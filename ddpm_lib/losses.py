@@ -46,6 +46,9 @@ def loss_weights(schedule, variance="posterior"):
 
     With sigma_t^2 = beta_tilde_t the weight at code t = 0 (paper t = 1) is undefined because
     beta_tilde_1 = 0; that term is the decoder L_0, not a KL, and the entry is ``nan``.
+    With sigma_t^2 = beta_t the formula gives 1 / (2 alpha_1) there (1 - alpha_bar_1 = beta_1): the
+    weight of L_0 when the discrete decoder is approximated by the Gaussian density times the bin
+    width, ignoring sigma_1^2 and edge effects, as Ho et al. note under eq. 12.
     """
     sigma2 = p_variance(schedule, variance)
     with np.errstate(divide="ignore", invalid="ignore"):
