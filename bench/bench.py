@@ -48,31 +48,52 @@ def reference_network(dtype=None):
     return HoUNet(dtype=dtype, **HO_REFERENCE).build_for(32)
 
 
-def machine():
-    cpu = platform.processor() or "cpu"
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    gpus = tf.config.list_physical_devices("GPU")
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpus": len(gpus),
-            "tensorflow": tf.__version__, "python": platform.python_version()}
-
-
-def cpu_peak_gflops():
-    """fp32 peak of this CPU, assuming 2 AVX-512 FMA units (32 FLOP/cycle each) per core."""
+def cpuinfo():
+    """The fields of the first processor in /proc/cpuinfo (empty where there is none)."""
     try:
         with open("/proc/cpuinfo") as f:
             text = f.read()
     except OSError:
+        return {}
+    fields = {}
+    for ln in text.split("\n\n")[0].splitlines():
+        if ":" in ln:
+            key, value = ln.split(":", 1)
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def machine():
+    info = cpuinfo()
+    flags = set(info.get("flags", "").split())
+    gpus = tf.config.list_physical_devices("GPU")
+    return {"cpu": info.get("model name", platform.processor() or "cpu"),
+            "vendor": info.get("vendor_id"), "cpu_family": info.get("cpu family"),
+            "cpu_model": info.get("model"), "mhz": info.get("cpu MHz"),
+            "simd_flags": sorted(flags & {"avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16"}),
+            "cores": os.cpu_count(), "gpus": len(gpus),
+            "tensorflow": tf.__version__, "python": platform.python_version()}
+
+
+def fp32_flop_per_cycle(info):
+    """fp32 FLOP per cycle and core: 2 FMA units x 2 FLOP x the vector width in floats.
+
+    AVX-512 CPUs with two 512-bit FMA units give 64 (Intel Xeon); AMD's Zen 4 (family 25)
+    runs AVX-512 on 256-bit units, so 32, as for AVX2 with two FMA units; without AVX2, 16.
+    """
+    flags = set(info.get("flags", "").split())
+    if "avx512f" in flags and not (info.get("vendor_id") == "AuthenticAMD"
+                                   and info.get("cpu family") == "25"):
+        return 64
+    return 32 if "avx2" in flags else 16
+
+
+def cpu_peak_gflops():
+    """fp32 peak of this CPU: cores x clock x ``fp32_flop_per_cycle``; None if unknown."""
+    info = cpuinfo()
+    if "cpu MHz" not in info:
         return None
-    mhz = [float(ln.split(":")[1]) for ln in text.splitlines() if ln.startswith("cpu MHz")]
-    if not mhz:
-        return None
-    per_cycle = 64 if "avx512f" in text else 32
-    return os.cpu_count() * mhz[0] / 1e3 * per_cycle
+    return os.cpu_count() * float(info["cpu MHz"]) / 1e3 * fp32_flop_per_cycle(info)
 
 
 def time_train(model_kw, batch, steps, dtype=None, builder=HoUNet):
@@ -128,10 +149,15 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=32, help="training batch size")
     p.add_argument("--train-steps", type=int, default=6)
     p.add_argument("--repeats", type=int, default=3,
-                   help="float32/bfloat16 pairs in the bf16 section (alternating)")
+                   help="float32/bfloat16 pairs of the bf16 section, for training and for sampling each")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
-    res = {"machine": machine(), "cpu_fp32_peak_gflops": cpu_peak_gflops(), "results": {}}
+    for name in ("batch", "train_steps", "repeats"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1; got {getattr(args, name)}.")
+    started = time.perf_counter()
+    res = {"machine": machine(), "cpu_fp32_flop_per_cycle_per_core": fp32_flop_per_cycle(cpuinfo()),
+           "cpu_fp32_peak_gflops": cpu_peak_gflops(), "results": {}}
     print(json.dumps(res["machine"]), flush=True)
     out = res["results"]
 
@@ -151,11 +177,16 @@ def main(argv=None):
     if args.only in (None, "bf16"):
         # float32 and bfloat16 alternate, `--repeats` pairs: each pair's ratio is measured one
         # after the other, and the spread of the ratios shows how noisy the machine was
-        pairs = []
-        for _ in range(args.repeats):
-            f32, _, _ = time_train(HO_REFERENCE, args.batch, args.train_steps)
-            bf16, _, _ = time_train(HO_REFERENCE, args.batch, args.train_steps, dtype="mixed_bfloat16")
-            pairs.append((f32, bf16))
+        # (the order alternates too: float32 first in even pairs, bfloat16 first in odd ones)
+        def train_pair(i):
+            f32 = lambda: time_train(HO_REFERENCE, args.batch, args.train_steps)[0]
+            bf16 = lambda: time_train(HO_REFERENCE, args.batch, args.train_steps, dtype="mixed_bfloat16")[0]
+            if i % 2 == 0:
+                a = f32()
+                return a, bf16()
+            b = bf16()
+            return f32(), b
+        pairs = [train_pair(i) for i in range(args.repeats)]
         out["bf16"] = {"model": "reference model (HoUNet)", "train_batch": args.batch,
                        "train_float32_images_per_s": [a for a, _ in pairs],
                        "train_bfloat16_images_per_s": [b for _, b in pairs],
@@ -165,8 +196,13 @@ def main(argv=None):
         m16 = reference_network(dtype="mixed_bfloat16")
         m16.set_weights(m32.get_weights())
         small, shape = linear_schedule(20), (64, 32, 32, 1)
-        pairs = [(time_sample_call(m32, small, shape), time_sample_call(m16, small, shape))
-                 for _ in range(args.repeats)]
+        def sample_pair(i):
+            if i % 2 == 0:
+                a = time_sample_call(m32, small, shape)
+                return a, time_sample_call(m16, small, shape)
+            b = time_sample_call(m16, small, shape)
+            return time_sample_call(m32, small, shape), b
+        pairs = [sample_pair(i) for i in range(args.repeats)]
         out["bf16"].update({"sample_batch": 64,
                             "sample_float32_ms_per_step": [a * 1e3 for a, _ in pairs],
                             "sample_bfloat16_ms_per_step": [b * 1e3 for _, b in pairs],
@@ -214,6 +250,7 @@ def main(argv=None):
                        "note": "DDPM-1000 = 1000 x the measured per-step time of the same loop"}
         print(json.dumps(out["ddim"]), flush=True)
 
+    res["wall_seconds"] = time.perf_counter() - started
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
