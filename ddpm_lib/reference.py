@@ -8,12 +8,16 @@ loss curve, the command that reproduces it) is on the book's model-card page.
     "ho-unet"     the default: Ho et al.'s UNet (``ddpm_lib.HoUNet``, base 32, 1.6M parameters),
                   the EMA weights of one step of its training run (which step: the model card). Every
                   sampler of the book works with it, deterministic DDIM (eta = 0) included.
+    "ho-unet-step6000"
+                  the same network at step 6,000 of the same run, the first Ho-UNet reference model:
+                  the conditional model's starting point, and the same-budget comparison with the
+                  seed UNet (chapter 9).
     "seed-unet"   the seed post's UNet (``ddpm_lib.UNet``, base 32), 7,000 steps. Its first block
                   is blind to the scale of x_t, and deterministic DDIM (eta = 0) fails with it
                   (chapter 8, errata item 19); kept for that diagnosis and for comparisons.
     "conditional" a class-conditional ``HoUNet(num_classes=10)`` for classifier-free guidance
                   (Ho & Salimans, 2022; ``sample(..., labels=y, guidance=w)``): label 10 is the
-                  null class. Fine-tuned from the unconditional Ho UNet (step 6,000) with label
+                  null class. Fine-tuned from "ho-unet-step6000" with label
                   dropout (``Trainer.fine_tune_from``); chapter 11 measures it.
 """
 from importlib import resources
@@ -24,6 +28,7 @@ __all__ = ["load_reference", "REFERENCE_MODELS", "DEFAULT_REFERENCE"]
 
 REFERENCE_MODELS = {"seed-unet": "fashion_mnist_unet32.npz",
                     "ho-unet": "fashion_mnist_ho_unet.npz",
+                    "ho-unet-step6000": "fashion_mnist_ho_unet_step6000.npz",
                     "conditional": "fashion_mnist_ho_unet_cond.npz"}
 DEFAULT_REFERENCE = "ho-unet"
 

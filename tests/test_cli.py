@@ -506,7 +506,7 @@ BAD_SOURCE = [
     (["sample", "--weights", "{nokey}"], "--weights '{nokey}': '{nokey}' has no 'meta' entry; it was not written by ddpm_lib."),
     (["sample"], "one of the arguments --weights --checkpoint-dir --reference is required"),
     (["sample", "--reference", "ho", "--out", "{tmp}/x.png"],
-     "--reference: unknown reference model 'ho'; expected one of ['conditional', 'ho-unet', 'seed-unet']"),
+     "--reference: unknown reference model 'ho'; expected one of ['conditional', 'ho-unet', 'ho-unet-step6000', 'seed-unet']"),
     (["export", "--checkpoint-dir", "{adir}", "--out", "{tmp}/w.npz"], "no checkpoint (ckpt-*.npz) in '{adir}'"),
     (["export", "--checkpoint-dir", "{tmp}/nothere", "--out", "{tmp}/w.npz"], "is not a directory (it does not exist)."),
     (["export", "--checkpoint-dir", "{adir}", "--out", "{tmp}/missing/w.npz"], "the folder '{tmp}/missing' does not exist"),

@@ -13,6 +13,7 @@ from ddpm_lib.data import load_sample, preprocess
 
 # name -> (summary file, network class, parameter count)
 SHIPPED = {"ho-unet": ("fashion_mnist_ho_unet.json", "HoUNet", 1_623_169),
+           "ho-unet-step6000": ("fashion_mnist_ho_unet_step6000.json", "HoUNet", 1_623_169),
            "seed-unet": ("fashion_mnist_unet32.json", "UNet", 4_872_961)}
 ARCH_KEYS = {"HoUNet": ("base_channels", "channel_mult", "num_res_blocks", "attn_resolutions", "groups"),
              "UNet": ("base_channels", "attention", "time_dim")}
@@ -107,7 +108,7 @@ def test_reference_missing_file(monkeypatch):
 
 def test_reference_by_name():
     with pytest.raises(ValueError, match=r"unknown reference model 'ho'; expected one of "
-                                         r"\['conditional', 'ho-unet', 'seed-unet'\] \(or None for 'ho-unet'\)"):
+                                         r"\['conditional', 'ho-unet', 'ho-unet-step6000', 'seed-unet'\] \(or None for 'ho-unet'\)"):
         ddpm_lib.load_reference("ho")
 
 
